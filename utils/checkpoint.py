@@ -1,0 +1,99 @@
+"""Checkpoints in the released CoReEcho format, saved atomically and loaded without running code.
+
+Format (interchangeable with the official scripts' files):
+- best.pth: {'epoch', 'model', 'regressor', 'best_error'}
+- last.pth: {'opt', 'model', 'regressor', 'epoch', 'best_error'} plus, here, 'resume' (optimiser,
+  scaler and RNG states) which the official loader simply ignores.
+"""
+import argparse
+import os
+import pickle
+
+import torch
+
+from utils.io import atomic_torch_save
+
+# The only non-tensor type the released format holds is the argparse Namespace of options.
+SAFE_GLOBALS = [argparse.Namespace]
+
+
+def unwrap(module):
+    """The bare model behind DistributedDataParallel / DataParallel / torch.compile wrappers."""
+    module = getattr(module, "_orig_mod", module)
+    return module.module if hasattr(module, "module") and isinstance(module.module, torch.nn.Module) else module
+
+
+def load_checkpoint(path, map_location="cpu"):
+    """torch.load with weights_only=True; a file that needs arbitrary code is refused."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals(SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(
+            f"refused to load {path}: it needs objects beyond tensors, numbers, dicts and argparse.Namespace "
+            f"({reason[:200]}); only load checkpoints you trust, and convert them to a plain state dict"
+        ) from None
+    except (RuntimeError, EOFError, OSError) as e:
+        raise ValueError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+
+
+def strip_module_prefix(state_dict):
+    """Drop the 'module.' prefix that DataParallel/DDP training adds to every key."""
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+
+
+def load_state_dict_strict(module, state_dict, what, source):
+    """Strict load with one clear line listing missing, unexpected and wrong-shape keys."""
+    state_dict = strip_module_prefix(state_dict)
+    own = unwrap(module).state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own]
+    wrong_shape = [
+        f"{k} {tuple(state_dict[k].shape)}!={tuple(v.shape)}"
+        for k, v in own.items()
+        if k in state_dict and hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(v.shape)
+    ]
+    if missing or unexpected or wrong_shape:
+        def few(keys):
+            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
+        parts = [f"{name}: {few(keys)}" for name, keys in
+                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
+        raise ValueError(f"{source}: '{what}' does not fit this architecture; " + "; ".join(parts))
+    unwrap(module).load_state_dict(state_dict, strict=True)
+
+
+def load_model_and_regressor(path, model, regressor):
+    """Load 'model' and 'regressor' from a CoReEcho checkpoint (with or without 'module.' prefixes)."""
+    checkpoint = load_checkpoint(path)
+    if not isinstance(checkpoint, dict):
+        raise ValueError(f"{path}: expected a CoReEcho checkpoint dict with 'model' and 'regressor', got {type(checkpoint).__name__}")
+    for key in ("model", "regressor"):
+        if key not in checkpoint:
+            raise ValueError(f"{path}: key '{key}' missing (found keys: {', '.join(map(str, checkpoint))})")
+    load_state_dict_strict(model, checkpoint["model"], "model", path)
+    load_state_dict_strict(regressor, checkpoint["regressor"], "regressor", path)
+    return checkpoint
+
+
+def save_best(path, model, regressor, epoch, best_error):
+    atomic_torch_save({
+        "epoch": epoch,
+        "model": unwrap(model).state_dict(),
+        "regressor": unwrap(regressor).state_dict(),
+        "best_error": torch.tensor(best_error, dtype=torch.float32),
+    }, path)
+
+
+def save_last(path, opt, model, regressor, epoch, best_error, resume_state):
+    atomic_torch_save({
+        "opt": opt,
+        "model": unwrap(model).state_dict(),
+        "regressor": unwrap(regressor).state_dict(),
+        "epoch": epoch,
+        "best_error": None if best_error is None else torch.tensor(best_error, dtype=torch.float32),
+        "resume": resume_state,
+    }, path)

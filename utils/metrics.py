@@ -1,0 +1,20 @@
+"""EF regression metrics: MAE, RMSE and R² (scikit-learn), as reported in the paper."""
+import numpy as np
+from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+
+def regression_metrics(predictions, labels):
+    """Return {'mae', 'rmse', 'r2'} as floats. R² is a fraction (the paper prints it x100)."""
+    predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    if predictions.shape != labels.shape or predictions.size == 0:
+        raise ValueError(f"metrics need equally many predictions and labels, got {predictions.size} and {labels.size}")
+    return {
+        "mae": float(mean_absolute_error(labels, predictions)),
+        "rmse": float(root_mean_squared_error(labels, predictions)),
+        "r2": float(r2_score(labels, predictions)) if predictions.size > 1 else float("nan"),
+    }
+
+
+def format_metrics(metrics):
+    return f"MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  R2 {100 * metrics['r2']:.2f}"
