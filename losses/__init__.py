@@ -1,0 +1,3 @@
+from .rnc import RnCLoss
+
+__all__ = ["RnCLoss"]
