@@ -53,7 +53,9 @@ def eval_dataset(opt, split):
 
 def progress(dist, desc):
     def wrap(iterable, total=None):
-        return tqdm(iterable, total=total, desc=desc, leave=False, disable=not dist.is_main, dynamic_ncols=True)
+        # disable=None: bars on a terminal only, so log files and CI output stay clean
+        return tqdm(iterable, total=total, desc=desc, leave=False, disable=None if dist.is_main else True,
+                    dynamic_ncols=True)
     return wrap
 
 

@@ -1,0 +1,20 @@
+"""EchoNet-Dynamic data for CoReEcho: datasets, decoding, decoded-video cache, start indexes, synthetic data."""
+from .cache import open_cached
+from .echonet import MEAN, STD, EchoNet, EchoNetRNC, EchoNetTest, normalise, num_starts, padded_length
+from .start_indexes import SafeUnpickler, UnsafePickleError, load_start_indexes, save_start_indexes
+from .video import VideoReader, decode_video, frame_count
+
+__all__ = [
+    "EchoNet", "EchoNetRNC", "EchoNetTest", "MEAN", "STD", "normalise", "num_starts", "padded_length",
+    "VideoReader", "decode_video", "frame_count", "open_cached",
+    "load_start_indexes", "save_start_indexes", "SafeUnpickler", "UnsafePickleError",
+    "make_synthetic_echonet",
+]
+
+
+def __getattr__(name):
+    # imported lazily so that `python -m datasets.synthetic` does not import the module twice
+    if name == "make_synthetic_echonet":
+        from .synthetic import make_synthetic_echonet
+        return make_synthetic_echonet
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

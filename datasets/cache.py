@@ -1,0 +1,118 @@
+"""Decoded-video cache: each video decoded once, stored as a memory-mappable uint8 .npy.
+
+Layout in `cache_dir`, for a source `<stem>.avi` of `size` bytes modified at `mtime_ns`:
+- `<stem>.<size>.<mtime_ns>.npy`: frames [F, 112, 112, C], C = 1 or 3;
+- `<stem>.<size>.<mtime_ns>.colour.npy` (only when C = 1): uint8 [3, 256] table mapping the stored
+  channel to R, G, B.
+Any change of the source (size or mtime) changes the key, so a stale entry is never read; stale
+entries of the same stem are deleted when the new one is written.
+
+Why a colour table instead of "grey when the 3 channels are identical": an EchoNet video is
+grey, but after MJPG decoding (YUV -> BGR in FFmpeg) the channels of one pixel differ by up to 2
+levels, always in the same way for the same grey level. So per video we check that R and B are
+a function of G; if so only G is stored (3x less disk and I/O) together with that function, and
+clips rebuilt from it are bit-identical to decoding. Identical channels are the special case of
+an identity table. When the check fails (a colour video) all 3 channels are stored.
+
+Files are written to a temporary file in `cache_dir` and moved into place with os.replace, so
+workers or processes that race on the same video never see a partial file (the last writer wins;
+all write the same bytes). The colour table is in place before the frames file appears.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .video import decode_video
+
+
+def cache_key(video_path: str | os.PathLike) -> str:
+    """`<stem>.<size>.<mtime_ns>`: changes whenever the source file is rewritten or touched."""
+    stat = os.stat(video_path)
+    return f"{Path(video_path).stem}.{stat.st_size}.{stat.st_mtime_ns}"
+
+
+def colour_table(video: np.ndarray) -> np.ndarray | None:
+    """[3, 256] uint8 table with video[..., c] == table[c][video[..., 1]], or None if none exists."""
+    green = video[..., 1].reshape(-1)
+    table = np.zeros((3, 256), np.uint8)
+    table[1] = np.arange(256)
+    for c in (0, 2):
+        channel = video[..., c].reshape(-1)
+        table[c, green] = channel  # one of the values seen for each green level
+        if not np.array_equal(table[c][green], channel):
+            return None  # some green level maps to two different values: not grey
+    return table
+
+
+def _save_atomic(array: np.ndarray, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.save(f, array)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+class CachedVideo:
+    """A cached decoded video, with the same interface as `video.VideoReader`.
+
+    `frames` is a read-only memmap [F, 112, 112, C]; `read(indices)` copies only those frames;
+    `colour_lut` is the [3, 256] table when C == 1, else None.
+    """
+
+    def __init__(self, frames: np.ndarray, colour_lut: np.ndarray | None):
+        self.frames = frames
+        self.colour_lut = colour_lut
+        self.num_frames = frames.shape[0]
+
+    def read(self, indices) -> np.ndarray:
+        return self.frames[np.asarray(indices, dtype=np.int64)]
+
+    def __enter__(self) -> "CachedVideo":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+
+def _remove_stale(cache_dir: Path, stem: str, key: str) -> None:
+    pattern = re.compile(rf"{re.escape(stem)}\.\d+\.\d+(\.colour)?\.npy")
+    for entry in cache_dir.iterdir():
+        if pattern.fullmatch(entry.name) and not entry.name.startswith(key + "."):
+            try:
+                entry.unlink()
+            except FileNotFoundError:  # another worker removed it first
+                pass
+
+
+def open_cached(video_path: str | os.PathLike, cache_dir: str | os.PathLike) -> CachedVideo:
+    """The cached frames of `video_path`, decoding and storing them first if needed."""
+    cache_dir = Path(cache_dir)
+    key = cache_key(video_path)
+    frames_path = cache_dir / f"{key}.npy"
+    lut_path = cache_dir / f"{key}.colour.npy"
+    if frames_path.exists():
+        frames = np.load(frames_path, mmap_mode="r")
+        if frames.shape[-1] == 3:
+            return CachedVideo(frames, None)
+        if lut_path.exists():
+            return CachedVideo(frames, np.load(lut_path))
+        # (a colour table deleted by hand: rebuild the entry below)
+
+    video = decode_video(video_path)
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    table = colour_table(video)
+    if table is not None:
+        _save_atomic(table, lut_path)
+        video = np.ascontiguousarray(video[..., 1:2])
+    _save_atomic(video, frames_path)
+    _remove_stale(cache_dir, Path(video_path).stem, key)
+    return CachedVideo(video, table)

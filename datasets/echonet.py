@@ -1,0 +1,314 @@
+"""EchoNet-Dynamic datasets for CoReEcho: training clips, two-view (RnC) clips, fixed test clips.
+
+Data folder layout (EchoNet-Dynamic): `FileList.csv` (FileName, EF, Split required; FileName with
+or without .avi; Split in any case), `VolumeTracings.csv` (header FileName,X1,Y1,X2,Y2,Frame),
+`Videos/<FileName>.avi`. As in the released loader only videos with >= 2 distinct traced frames
+are kept (silently); tracings of videos that FileList.csv does not list are ignored with a warning.
+
+A clip is the frames `start + frequency * arange(frames)` of the video, which is first zero-padded
+at the end to `frames * frequency` frames if it is shorter. Training starts are uniform in
+[0, F - (frames - 1) * frequency) (F = padded length). The optional augmentation zero-pads the
+uint8 frames by 6 px on each side and crops 112x112 at one offset in [0, 12]^2 shared by all
+frames (torchvision RandomCrop(112, padding=6) on the whole clip). Then each channel is
+normalised with MEAN / STD (pixel scale 0..255), so padding becomes -MEAN / STD.
+
+Randomness: with `seed=None` torch's global RNG is used (DataLoader seeds each worker); with an
+int seed every item draws from its own torch.Generator seeded from (seed, epoch, index), so an
+item does not depend on workers, order or process (resumable and DDP-reproducible).
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torchvision.transforms.v2 import functional as TF
+
+from .cache import open_cached
+from .start_indexes import load_start_indexes
+from .video import SIZE, VideoReader, frame_count
+
+MEAN = np.array([0.12741163, 0.1279413, 0.12912785]) * 255
+STD = np.array([0.19557191, 0.19562256, 0.1965878]) * 255
+PAD = 6  # augmentation: 112 -> 124 -> random 112 crop
+SPLITS = ("train", "val", "test", "all")
+TRACINGS_HEADER = ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]
+# Normalised value of every uint8 level per channel, [3, 256] float32: normalising a clip is one
+# table lookup per value (computed in float64, rounded to float32 once).
+NORMALISED = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32)
+
+
+def _positive_int(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return int(value)
+
+
+def _with_avi(name: str) -> str:
+    name = str(name).strip()
+    return name if name.lower().endswith(".avi") else name + ".avi"
+
+
+def _some(names, k: int = 5) -> str:
+    names = list(names)
+    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")
+
+
+def read_filelist(path: Path) -> pd.DataFrame:
+    """FileList.csv with FileName (ending in .avi), EF (float), Split (lower case) checked."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty") from None
+    missing = [c for c in ("FileName", "EF", "Split") if c not in table.columns]
+    if missing:
+        raise ValueError(f"{path} lacks required column(s) {', '.join(missing)} (has: {', '.join(table.columns)})")
+    for i, name in enumerate(table["FileName"]):
+        if not name.strip():
+            raise ValueError(f"{path} data row {i + 1}: empty FileName")
+    table["FileName"] = table["FileName"].map(_with_avi)
+    duplicated = table["FileName"][table["FileName"].duplicated()]
+    if len(duplicated):
+        raise ValueError(f"{path}: FileName {duplicated.iloc[0]} appears more than once")
+    ef = pd.to_numeric(table["EF"].str.strip(), errors="coerce")
+    for i in np.flatnonzero(ef.isna() | (ef < 0) | (ef > 100)):
+        raw, where = table["EF"].iloc[i], f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]})"
+        if raw.strip().lower() not in ("", "nan") and np.isnan(ef.iloc[i]):
+            raise ValueError(f"{where}: EF {raw!r} is not a number")
+        problem = "missing (NaN)" if np.isnan(ef.iloc[i]) else "outside [0, 100]"
+        raise ValueError(f"{where}: EF {raw!r} is {problem}")
+    table["EF"] = ef
+    table["Split"] = table["Split"].str.strip().str.lower()
+    return table
+
+
+def traced_frame_counts(path: Path, listed: set[str]) -> pd.Series:
+    """Distinct traced frames per video (index: names with .avi) of VolumeTracings.csv."""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    with open(path, encoding="utf-8-sig") as f:
+        header = [h.strip() for h in f.readline().strip().split(",")]
+    if header != TRACINGS_HEADER:
+        raise ValueError(f"{path}: header must be exactly {','.join(TRACINGS_HEADER)}, got {','.join(header)}")
+    table = pd.read_csv(path, usecols=["FileName", "Frame"], dtype=str, skipinitialspace=True, encoding="utf-8-sig")
+    frame = pd.to_numeric(table["Frame"], errors="coerce")
+    bad = np.flatnonzero(frame.isna() | (frame < 0) | (frame != frame.round()))
+    if len(bad):
+        i = bad[0]
+        raise ValueError(f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]}): Frame {table['Frame'].iloc[i]!r} is not a frame index")
+    names = table["FileName"].map(_with_avi)
+    unknown = sorted(set(names) - listed)
+    if unknown:  # harmless (e.g. a FileList trimmed to a subset), but worth knowing
+        warnings.warn(f"{path}: tracings of {len(unknown)} video(s) not in FileList.csv are ignored: {_some(unknown)}")
+    return pd.Series(frame.to_numpy(), index=names.to_numpy()).groupby(level=0).nunique()
+
+
+def load_split(root: str | os.PathLike, split: str) -> pd.DataFrame:
+    """Rows of FileList.csv in `split` (or all) whose video exists and has >= 2 traced frames."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"EchoNet data folder {root} does not exist")
+    if not any(root.iterdir()):
+        raise FileNotFoundError(f"EchoNet data folder {root} is empty")
+    table = read_filelist(root / "FileList.csv")
+    traced = traced_frame_counts(root / "VolumeTracings.csv", set(table["FileName"]))
+    if split != "all":
+        table = table[table["Split"] == split]
+    videos = root / "Videos"
+    if not videos.is_dir():
+        raise FileNotFoundError(f"video folder {videos} does not exist")
+    present = set(os.listdir(videos))
+    missing = [name for name in table["FileName"] if name not in present]
+    if missing:
+        raise FileNotFoundError(f"{len(missing)} video(s) of split '{split}' listed in {root / 'FileList.csv'} are missing from {videos}: {_some(missing)}")
+    listed = len(table)
+    table = table[table["FileName"].map(traced).fillna(0).to_numpy() >= 2]
+    if table.empty:
+        raise ValueError(f"split '{split}' of {root} has no video with >= 2 traced frames ({listed} listed in FileList.csv)")
+    return table.reset_index(drop=True)
+
+
+def padded_length(num_frames: int, frames: int, frequency: int) -> int:
+    """Length of a video after the zero-padding that makes room for one clip."""
+    return max(num_frames, frames * frequency)
+
+
+def num_starts(num_frames: int, frames: int, frequency: int) -> int:
+    """Valid starts are 0 .. num_starts - 1."""
+    return padded_length(num_frames, frames, frequency) - (frames - 1) * frequency
+
+
+def normalise(clip: np.ndarray, colour_lut: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [C, T, H, W] -> float32 [3, T, H, W] normalised with MEAN / STD.
+
+    C is 3 (RGB), or 1 with `colour_lut` ([3, 256] uint8) giving R, G, B of each stored value.
+    """
+    table = NORMALISED if colour_lut is None else np.take_along_axis(NORMALISED, colour_lut.astype(np.intp), axis=1)
+    planes = np.ascontiguousarray(clip).reshape(clip.shape[0], -1, clip.shape[-1])  # [C, T * H, W]
+    out = np.empty((3, *clip.shape[1:]), np.float32)
+    for c in range(3):  # cv2.LUT: one table lookup per value, ~2x faster than numpy indexing
+        cv2.LUT(planes[c if len(planes) == 3 else 0], table[c], dst=out[c].reshape(planes.shape[1:]))
+    return out
+
+
+class EchoNet(torch.utils.data.Dataset):
+    """One clip per item: dict(name, image [3, frames, 112, 112] float32, label [1], ef [1]).
+
+    Attributes: `vnames` (names with .avi, FileList order), `labels` (float32 EF), `filelist`
+    (the kept FileList rows; EF as float, other columns as text).
+    `set_epoch` writes the epoch into shared memory, so DataLoader workers see it too, persistent
+    ones included (call it before iterating the loader for that epoch).
+    """
+
+    def __init__(self, root, split: str = "train", frames: int = 16, frequency: int = 2, aug: bool = False,
+                 seed: int | None = None, cache_dir=None, max_frames: int = 250):
+        if not isinstance(split, str) or split.lower() not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)} (any case), got {split!r}")
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0):
+            raise ValueError(f"seed must be None or a non-negative int, got {seed!r}")
+        self.root = Path(root)
+        self.split = split.lower()
+        # as in the released code, max_frames caps the clip length
+        self.frames = min(_positive_int("frames", frames), _positive_int("max_frames", max_frames))
+        self.frequency = _positive_int("frequency", frequency)
+        self.aug = bool(aug)
+        self.seed = None if seed is None else int(seed)
+        # shared memory: persistent DataLoader workers hold copies of this object but see set_epoch
+        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        self.cache_dir = None if cache_dir is None else Path(cache_dir)
+        self.filelist = load_split(self.root, self.split)
+        self.vnames: list[str] = list(self.filelist["FileName"])
+        self.labels: np.ndarray = self.filelist["EF"].to_numpy(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.vnames)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the random draws of `epoch` (only matters with an int seed)."""
+        if int(epoch) < 0:
+            raise ValueError(f"epoch must be >= 0, got {epoch!r}")
+        self._epoch.fill_(int(epoch))
+
+    @property
+    def epoch(self) -> int:
+        return int(self._epoch)
+
+    def video_path(self, index: int) -> Path:
+        return self.root / "Videos" / self.vnames[index]
+
+    def _open(self, index: int):
+        """The video's frames: a VideoReader, or the decoded-video cache."""
+        if self.cache_dir is not None:
+            return open_cached(self.video_path(index), self.cache_dir)
+        return VideoReader(self.video_path(index))
+
+    def _generator(self, index: int) -> torch.Generator | None:
+        if self.seed is None:
+            return None  # torch's global RNG
+        seed = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1, np.uint64)[0]
+        return torch.Generator().manual_seed(int(seed))
+
+    def _random_start(self, num_frames: int, generator: torch.Generator | None) -> int:
+        high = num_starts(num_frames, self.frames, self.frequency)
+        return int(torch.randint(high, (1,), generator=generator))
+
+    def _random_offset(self, generator: torch.Generator | None) -> tuple[int, int] | None:
+        if not self.aug:
+            return None
+        top, left = torch.randint(2 * PAD + 1, (2,), generator=generator).tolist()
+        return top, left
+
+    def _cut(self, video, starts, offsets) -> list[torch.Tensor]:
+        """Clips at `starts` from one read of `video`; offsets (top, left) crop, None = no crop."""
+        steps = self.frequency * np.arange(self.frames)
+        index = np.asarray(starts, dtype=np.int64)[:, None] + steps  # [clips, frames]
+        real = index < video.num_frames  # the rest is temporal zero-padding
+        wanted = np.unique(index[real])
+        frames = video.read(wanted)  # [len(wanted), H, W, C] uint8
+        frames = np.concatenate([frames, np.zeros((1, *frames.shape[1:]), np.uint8)])  # + the zero frame
+        position = np.where(real, np.searchsorted(wanted, index), len(wanted))
+        clips = []
+        for rows, offset in zip(position, offsets):
+            clip = torch.from_numpy(frames[rows]).permute(3, 0, 1, 2)  # [C, T, H, W]
+            if offset is not None:  # == RandomCrop(112, padding=6) with this offset
+                clip = TF.crop(clip, offset[0] - PAD, offset[1] - PAD, SIZE, SIZE)
+            clips.append(torch.from_numpy(normalise(clip.numpy(), video.colour_lut)))
+        return clips
+
+    def _item(self, index: int, image: torch.Tensor) -> dict:
+        label = torch.tensor([self.labels[index]], dtype=torch.float32)
+        return {"name": self.vnames[index], "image": image, "label": label, "ef": label.clone()}
+
+    def __getitem__(self, index: int) -> dict:
+        index = range(len(self))[index]
+        generator = self._generator(index)
+        with self._open(index) as video:
+            start = self._random_start(video.num_frames, generator)
+            (clip,) = self._cut(video, [start], [self._random_offset(generator)])
+        return self._item(index, clip)
+
+
+class EchoNetRNC(EchoNet):
+    """Two independent views (own start and crop each) of one video, cut from a single read."""
+
+    def __getitem__(self, index: int) -> tuple[dict, dict]:
+        index = range(len(self))[index]
+        generator = self._generator(index)
+        with self._open(index) as video:
+            starts, offsets = [], []
+            for _ in range(2):
+                starts.append(self._random_start(video.num_frames, generator))
+                offsets.append(self._random_offset(generator))
+            view1, view2 = self._cut(video, starts, offsets)
+        return self._item(index, view1), self._item(index, view2)
+
+
+class EchoNetTest(EchoNet):
+    """Fixed clips per video: dict(name, image [n_clips, 3, frames, 112, 112], starts, label, ef).
+
+    Starts come from `path_test_start_indexes` (pickle / JSON / CSV, see start_indexes.py; n_clips
+    is then taken from the file), else they are drawn once with numpy.random.default_rng(seed)
+    uniformly in each video's valid range and kept in `self.start_indexes` (name -> int64 array).
+    """
+
+    def __init__(self, root, frames: int, frequency: int, path_test_start_indexes=None, split: str = "test",
+                 n_clips: int = 3, seed: int = 0, cache_dir=None, max_frames: int = 250):
+        super().__init__(root, split, frames, frequency, aug=False, seed=None, cache_dir=cache_dir, max_frames=max_frames)
+        # frame counts from the headers (nothing decoded)
+        counts = {name: frame_count(self.video_path(i)) for i, name in enumerate(self.vnames)}
+        if path_test_start_indexes is None:
+            n_clips = _positive_int("n_clips", n_clips)
+            rng = np.random.default_rng(seed)
+            self.start_indexes = {
+                name: rng.integers(0, num_starts(counts[name], self.frames, self.frequency), size=n_clips).astype(np.int64)
+                for name in self.vnames}
+        else:
+            path = os.fspath(path_test_start_indexes)
+            starts = load_start_indexes(path)
+            missing = [name for name in self.vnames if name not in starts]
+            if missing:
+                raise ValueError(f"{path} has no start indexes for {len(missing)} video(s) of split '{self.split}': {_some(missing)}")
+            for name in self.vnames:
+                high = num_starts(counts[name], self.frames, self.frequency)
+                for start in starts[name]:
+                    if not 0 <= start < high:
+                        raise ValueError(
+                            f"{path}: start {start} of {name} is out of range [0, {high}) "
+                            f"({counts[name]} frames, frames={self.frames}, frequency={self.frequency})")
+            self.start_indexes = {name: starts[name] for name in self.vnames}
+        self.n_clips = len(self.start_indexes[self.vnames[0]])
+
+    def __getitem__(self, index: int) -> dict:
+        index = range(len(self))[index]
+        starts = self.start_indexes[self.vnames[index]]
+        with self._open(index) as video:
+            clips = self._cut(video, starts, [None] * len(starts))
+        item = self._item(index, torch.stack(clips))
+        item["starts"] = torch.from_numpy(starts.copy())
+        return item

@@ -1,0 +1,141 @@
+"""Fixed clip start indexes for testing: load (pickle / JSON / CSV) and save (JSON).
+
+The released `test_start_indexes.pkl` is a pickled dict "<id>.avi" -> int64 numpy array of 3
+starts. Unpickling can run arbitrary code, so it is read with `SafeUnpickler`, which admits only
+the globals a dict of numpy arrays needs and refuses any other before anything is called.
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+class UnsafePickleError(pickle.UnpicklingError):
+    """A pickle asked for a global outside the allow-list."""
+
+
+def _numpy_core(submodule: str):
+    # numpy >= 2 calls its core package `numpy._core`; older pickles say `numpy.core`
+    try:
+        return importlib.import_module(f"numpy._core.{submodule}")
+    except ImportError:
+        return importlib.import_module(f"numpy.core.{submodule}")
+
+
+def _latin1_encode(text: str, encoding: str = "utf-8") -> bytes:
+    # pickle protocols < 3 store the bytes of a numpy array as _codecs.encode(text, "latin1")
+    if encoding != "latin1":
+        raise ValueError(f"refusing _codecs.encode with encoding {encoding!r}")
+    return text.encode("latin1")
+
+
+def _allowed_globals() -> dict[tuple[str, str], object]:
+    multiarray, numeric = _numpy_core("multiarray"), _numpy_core("numeric")
+    allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+               ("builtins", "dict"): dict, ("builtins", "list"): list, ("builtins", "int"): int,
+               ("_codecs", "encode"): _latin1_encode}
+    for core in ("numpy.core", "numpy._core"):
+        allowed[(f"{core}.multiarray", "_reconstruct")] = multiarray._reconstruct
+        allowed[(f"{core}.multiarray", "scalar")] = multiarray.scalar
+        allowed[(f"{core}.numeric", "_frombuffer")] = numeric._frombuffer  # pickle protocol 5
+    return allowed
+
+
+class SafeUnpickler(pickle.Unpickler):
+    """Unpickler for dicts/lists of ints and numpy arrays only."""
+
+    def __init__(self, file, source: str = "<pickle>"):
+        super().__init__(file)
+        self.source = source
+        self._allowed = _allowed_globals()
+
+    def find_class(self, module: str, name: str):
+        try:
+            return self._allowed[(module, name)]
+        except KeyError:
+            raise UnsafePickleError(
+                f"{self.source}: refusing to unpickle global '{module}.{name}' "
+                "(only numpy arrays, dicts, lists and ints are allowed)") from None
+
+
+def _with_avi(name: str) -> str:
+    name = str(name).strip()
+    return name if name.lower().endswith(".avi") else name + ".avi"
+
+
+def _validate(raw, path: str) -> dict[str, np.ndarray]:
+    if not isinstance(raw, dict) or not raw:
+        raise ValueError(f"{path}: expected a non-empty mapping video name -> start indexes, got {type(raw).__name__}")
+    starts, length = {}, None
+    for name, values in raw.items():
+        array = np.asarray(values)
+        if array.ndim != 1 or array.size == 0:
+            raise ValueError(f"{path}: starts of {name} must be a non-empty 1-D list, got shape {array.shape}")
+        if array.dtype.kind not in "iu":
+            raise ValueError(f"{path}: starts of {name} must be integers, got {array.tolist()}")
+        if length is None:
+            length = array.size
+        elif array.size != length:
+            raise ValueError(f"{path}: {name} has {array.size} starts, other videos have {length}")
+        starts[_with_avi(name)] = array.astype(np.int64)
+    if len(starts) != len(raw):
+        raise ValueError(f"{path}: the same video is listed twice (with and without .avi)")
+    return starts
+
+
+def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
+    """{"<name>.avi": int64 array [n_clips]} from a .pkl/.pickle, .json or .csv file.
+
+    JSON: {"name": [s0, s1, ...]}; CSV: columns FileName,start0,start1,...; names may omit .avi.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"start index file {path} does not exist")
+    suffix = Path(path).suffix.lower()
+    if suffix in (".pkl", ".pickle"):
+        with open(path, "rb") as f:
+            try:
+                raw = SafeUnpickler(f, source=path).load()
+            except UnsafePickleError:
+                raise
+            except Exception as e:  # truncated or garbled file
+                raise pickle.UnpicklingError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+    elif suffix == ".json":
+        with open(path) as f:
+            try:
+                raw = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}: not valid JSON ({e})") from None
+    elif suffix == ".csv":
+        table = pd.read_csv(path)
+        columns = [c for c in table.columns if c != "FileName"]
+        if "FileName" not in table.columns or not columns:
+            raise ValueError(f"{path}: expected columns FileName,start0,start1,..., got {','.join(table.columns)}")
+        if table["FileName"].duplicated().any():
+            raise ValueError(f"{path}: FileName {table['FileName'][table['FileName'].duplicated()].iloc[0]} is listed twice")
+        raw = {name: row for name, row in zip(table["FileName"], table[columns].to_numpy())}
+    else:
+        raise ValueError(f"{path}: unknown start index format {suffix!r} (use .pkl, .json or .csv)")
+    return _validate(raw, path)
+
+
+def save_start_indexes(starts: dict, path: str | os.PathLike) -> None:
+    """Write {name: [ints]} as JSON, atomically (temporary file + os.replace)."""
+    path = Path(path)
+    data = {_with_avi(name): [int(s) for s in np.asarray(values).reshape(-1)] for name, values in starts.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

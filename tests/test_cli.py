@@ -1,0 +1,77 @@
+"""The README commands' flag sets go through the argument parsers verbatim; bad flags fail clearly."""
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+import test_with_three_clips
+from utils.options import run_name, training_parser
+from conftest import REPO_ROOT
+
+
+def readme_commands():
+    """{script: [args...]} for the three commands in the README's 'three commands' block."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("### The three commands", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = {}
+    for command in re.split(r"\n\s*\n", block.replace("\\\n", " ")):
+        words = shlex.split(command.replace("$ECHONET", "/data/EchoNet-Dynamic"))
+        commands[words[1]] = words[2:]
+    return commands
+
+
+def test_readme_has_the_three_commands():
+    assert set(readme_commands()) == {"train_first_stage.py", "train_second_stage.py", "test_with_three_clips.py"}
+
+
+def test_stage1_readme_flags():
+    opt = training_parser(1).parse_args(readme_commands()["train_first_stage.py"])
+    assert opt.pretrained_weights == "uniformer_small_k400_16x8.pth"  # --pretrained_weight (singular) works
+    assert (opt.model, opt.num_workers, opt.batch_size, opt.frames, opt.frequency) == ("uniformer_small", 8, 16, 36, 4)
+    assert (opt.learning_rate, opt.weight_decay, opt.lr_decay_rate, opt.temp) == (1e-4, 1e-4, 0.1, 1.0)
+    assert opt.aug and opt.wandb and opt.epochs == 25 and opt.trial == 0 and opt.lr_step_epoch == 15
+    assert opt.wandb_project_name == "coreecho"
+    assert run_name(opt, 1) == ("RnC+L1SG_uniformer_small_ep_25_lr_0.0001_d_0.1_wd_0.0001_bsz_16_aug_True_temp_1.0"
+                                "_label_l1_feature_l2_trial_0")
+
+
+def test_stage2_readme_flags():
+    opt = training_parser(2).parse_args(readme_commands()["train_second_stage.py"])
+    assert opt.pretrained_weights.endswith("best.pth") and opt.epochs == 4 and opt.aug
+    assert (opt.batch_size, opt.frames, opt.frequency, opt.learning_rate) == (16, 36, 4, 1e-4)
+    # the stage-1 README block's pretrained path is the run folder stage 1 writes
+    stage1 = training_parser(1).parse_args(readme_commands()["train_first_stage.py"])
+    assert f"save/{run_name(stage1, 1)}/best.pth" == opt.pretrained_weights
+
+
+def test_test_readme_flags():
+    opt = test_with_three_clips.parse_option(readme_commands()["test_with_three_clips.py"])
+    assert opt.path_test_start_indexes == "test_start_indexes.pkl"
+    assert opt.path_save_test_files == "results/test_files.pkl"
+    assert (opt.model, opt.frames, opt.frequency, opt.num_workers) == ("uniformer_small", 36, 4, 4)
+
+
+def test_extra_flags():
+    opt = training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--device", "cpu", "--save_root", "/tmp/x",
+                                         "--resume", "--amp", "bf16", "--cache_dir", "/tmp/c",
+                                         "--val_n_clips_per_sample", "2", "--label_diff", "l1", "--feature_sim", "l2",
+                                         "--print_freq", "3", "--lr_step_epoch", "-1"])
+    assert opt.resume == "auto" and opt.amp == "bf16" and opt.device == "cpu" and opt.val_n_clips_per_sample == 2
+    assert training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--resume", "x/last.pth"]).resume == "x/last.pth"
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--frequency", "4"], "--frames"),
+    (["--frames", "36"], "--frequency"),
+    (["--frames", "0", "--frequency", "4"], "--frames"),
+    (["--frames", "36", "--frequency", "-1"], "--frequency"),
+    (["--frames", "36", "--frequency", "four"], "--frequency"),
+])
+def test_bad_frames_and_frequency_fail_with_one_line(flags, message):
+    result = subprocess.run([sys.executable, "train_first_stage.py", *flags], cwd=REPO_ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2
+    error_line = result.stderr.strip().splitlines()[-1]
+    assert error_line.startswith("CoReEcho stage 1 training: error:") and message in error_line
