@@ -19,9 +19,9 @@ from models import get_feature_extractor, get_shallow_mlp_head
 from utils.cli import run_main
 from utils.distributed import all_gather_with_grad, cleanup
 from utils.options import training_parser
-from utils.runtime import amp_dtype, autocast, batches, grad_scaler, make_loader, prepare_batch
-from utils.training import (check_finite, end_of_epoch, eval_dataset, final_report, progress,
-                            restore, resume_path, setup_run)
+from utils.runtime import amp_dtype, autocast, batches, grad_scaler, prepare_batch
+from utils.training import (check_finite, end_of_epoch, eval_dataset, final_report, maybe_resume, progress,
+                            setup_run, training_loader)
 
 
 def learning_rate(opt, epoch):
@@ -40,11 +40,7 @@ def main(argv=None):
     train_set = EchoNetRNC(opt.data_folder, "train", opt.frames, opt.frequency, aug=opt.aug, seed=opt.trial,
                            cache_dir=opt.cache_dir)
     val_set = eval_dataset(opt, "val")
-    train_loader = make_loader(train_set, opt.batch_size, opt.num_workers, dist, shuffle=True, drop_last=True,
-                               seed=opt.trial, prefetch_factor=opt.prefetch_factor)
-    if len(train_loader) == 0:
-        raise ValueError(f"{opt.data_folder}: {len(train_set)} training videos is fewer than "
-                         f"--batch_size {opt.batch_size} x {dist.world_size} process(es); lower --batch_size")
+    train_loader = training_loader(opt, dist, train_set)
     log.info(f"Train {len(train_set)} videos ({len(train_loader)} batches of 2x{opt.batch_size} clips per process), "
              f"val {len(val_set)} videos")
 
@@ -65,13 +61,8 @@ def main(argv=None):
     optimizer_regressor = torch.optim.AdamW(regressor.parameters(), lr=opt.learning_rate, weight_decay=opt.weight_decay)
     scaler = grad_scaler(dist.device, amp)
 
-    start_epoch, best = 0, {"error": float("inf"), "epoch": -1}
-    checkpoint_path = resume_path(opt)
-    if checkpoint_path:
-        start_epoch, best = restore(checkpoint_path, model, regressor,
-                                    {"optimizer": optimizer, "optimizer_regressor": optimizer_regressor}, scaler, log)
-    elif opt.resume:
-        log.info("--resume: no last.pth in the run folder yet, starting from scratch")
+    optimizers = {"optimizer": optimizer, "optimizer_regressor": optimizer_regressor}
+    start_epoch, best = maybe_resume(opt, model, regressor, optimizers, scaler, log)
 
     if dist.enabled:
         model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)

@@ -16,9 +16,9 @@ from utils.checkpoint import load_model_and_regressor
 from utils.cli import run_main
 from utils.distributed import cleanup
 from utils.options import training_parser
-from utils.runtime import amp_dtype, autocast, batches, grad_scaler, make_loader, prepare_batch
-from utils.training import (check_finite, end_of_epoch, eval_dataset, final_report, progress, restore, resume_path,
-                            setup_run)
+from utils.runtime import amp_dtype, autocast, batches, grad_scaler, prepare_batch
+from utils.training import (check_finite, end_of_epoch, eval_dataset, final_report, maybe_resume, progress,
+                            setup_run, training_loader)
 
 
 def main(argv=None):
@@ -32,11 +32,7 @@ def main(argv=None):
     train_set = EchoNet(opt.data_folder, "train", opt.frames, opt.frequency, aug=opt.aug, seed=opt.trial,
                         cache_dir=opt.cache_dir)
     val_set = eval_dataset(opt, "val")
-    train_loader = make_loader(train_set, opt.batch_size, opt.num_workers, dist, shuffle=True, drop_last=True,
-                               seed=opt.trial, prefetch_factor=opt.prefetch_factor)
-    if len(train_loader) == 0:
-        raise ValueError(f"{opt.data_folder}: {len(train_set)} training videos is fewer than "
-                         f"--batch_size {opt.batch_size} x {dist.world_size} process(es); lower --batch_size")
+    train_loader = training_loader(opt, dist, train_set)
     log.info(f"Train {len(train_set)} videos ({len(train_loader)} batches per process), val {len(val_set)} videos")
 
     # model: frozen stage-1 encoder, trainable regressor (both loaded from the stage-1 checkpoint)
@@ -54,13 +50,7 @@ def main(argv=None):
     optimizer_regressor = torch.optim.AdamW(regressor.parameters(), lr=opt.learning_rate, weight_decay=opt.weight_decay)
     scaler = grad_scaler(dist.device, None)  # the regressor trains in fp32; kept for the checkpoint format
 
-    start_epoch, best = 0, {"error": float("inf"), "epoch": -1}
-    checkpoint_path = resume_path(opt)
-    if checkpoint_path:
-        start_epoch, best = restore(checkpoint_path, model, regressor, {"optimizer_regressor": optimizer_regressor},
-                                    scaler, log)
-    elif opt.resume:
-        log.info("--resume: no last.pth in the run folder yet, starting from scratch")
+    start_epoch, best = maybe_resume(opt, model, regressor, {"optimizer_regressor": optimizer_regressor}, scaler, log)
 
     if dist.enabled:
         regressor = DistributedDataParallel(regressor, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)

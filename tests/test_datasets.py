@@ -3,7 +3,6 @@ import json
 import os
 import pickle
 import threading
-import warnings
 from pathlib import Path
 
 import cv2

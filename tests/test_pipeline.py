@@ -1,5 +1,6 @@
 """The three scripts end to end on a tiny synthetic EchoNet-format dataset (CPU, tiny UniFormer)."""
 import json
+import re
 import pickle
 from pathlib import Path
 
@@ -140,3 +141,27 @@ def test_unwritable_save_root_fails_clearly(data, tmp_path):
     blocker.write_text("x")
     with pytest.raises(PermissionError, match="file"):
         train_first_stage.main(["--data_folder", str(data), *TINY, "--save_root", str(blocker)])
+
+
+def epoch_averages(log_text, name):
+    """{epoch: running average of `name` at the epoch's last logged step} from training.log."""
+    averages = {}
+    for line in log_text.splitlines():
+        match = re.search(rf"Train \[(\d+)\]\[(\d+)/(\d+)\].* {name} [\d.]+ \(avg ([\d.]+)\)", line)
+        if match and match.group(2) == match.group(3):
+            averages[int(match.group(1))] = float(match.group(4))
+    return averages
+
+
+def test_stage1_training_reduces_both_losses(tmp_path):
+    data = tmp_path / "data"
+    make_synthetic_echonet(data, n=30, seed=3)
+    train_first_stage.main(["--data_folder", str(data), *TINY, "--save_root", str(tmp_path), "--run_name", "learn",
+                            "--batch_size", "6", "--epochs", "7", "--learning_rate", "2e-3", "--temp", "1.0",
+                            "--lr_step_epoch", "-1"])
+    log = (tmp_path / "learn" / "training.log").read_text()
+    rnc, l1 = epoch_averages(log, "RnC"), epoch_averages(log, "L1")
+    assert sorted(rnc) == list(range(8)) and sorted(l1) == list(range(8))
+    # the encoder learns to order embeddings by EF, the regressor learns EF from them
+    assert sum(rnc[e] for e in (5, 6, 7)) / 3 < rnc[0] - 0.05, rnc
+    assert sum(l1[e] for e in (5, 6, 7)) / 3 < l1[0] - 1.0, l1

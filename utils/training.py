@@ -15,6 +15,7 @@ from utils.log import setup_logger
 from utils.metrics import format_metrics
 from utils.options import run_name
 from utils.plots import embedding_map, save_figure
+from utils.runtime import make_loader
 from utils.seed import get_rng_state, set_rng_state, set_seed
 from utils.wandb_logger import init_wandb, log_images
 
@@ -49,6 +50,17 @@ def eval_dataset(opt, split):
     """Validation-style data: `val_n_clips_per_sample` random clips per video, fixed by --trial."""
     return EchoNetTest(opt.data_folder, opt.frames, opt.frequency, None, split=split,
                        n_clips=opt.val_n_clips_per_sample, seed=opt.trial, cache_dir=opt.cache_dir)
+
+
+def training_loader(opt, dist, train_set):
+    """Shuffled loader that drops the last incomplete batch (as released); refuses a split too small
+    for a single batch."""
+    loader = make_loader(train_set, opt.batch_size, opt.num_workers, dist, shuffle=True, drop_last=True,
+                         seed=opt.trial, prefetch_factor=opt.prefetch_factor)
+    if len(loader) == 0:
+        raise ValueError(f"{opt.data_folder}: {len(train_set)} training videos is fewer than "
+                         f"--batch_size {opt.batch_size} x {dist.world_size} process(es); lower --batch_size")
+    return loader
 
 
 def progress(dist, desc):
@@ -102,6 +114,16 @@ def resume_path(opt):
     if opt.resume == "auto" and not os.path.exists(path):
         return None
     return path
+
+
+def maybe_resume(opt, model, regressor, optimizers, scaler, log):
+    """(start_epoch, best) from --resume's last.pth, or a fresh start."""
+    path = resume_path(opt)
+    if path:
+        return restore(path, model, regressor, optimizers, scaler, log)
+    if opt.resume:
+        log.info("--resume: no last.pth in the run folder yet, starting from scratch")
+    return 0, {"error": float("inf"), "epoch": -1}
 
 
 def restore(path, model, regressor, optimizers, scaler, log):
