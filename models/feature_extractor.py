@@ -6,6 +6,8 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
+from utils.checkpoint import load_checkpoint, load_state_dict_strict
+
 from .regressor import MEAN_EF
 from .uniformer import UniFormer, uniformer_base, uniformer_small, uniformer_tiny
 
@@ -15,55 +17,25 @@ _BUILDERS = {
     'uniformer_tiny': uniformer_tiny,
 }
 _WRAPPER_KEYS = ('model', 'state_dict', 'model_state')  # where training checkpoints keep the weights
-_MAX_LISTED = 10
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
-
-
-def _listing(keys: list[str]) -> str:
-    shown = ', '.join(keys[:_MAX_LISTED])
-    more = len(keys) - _MAX_LISTED
-    return f'{len(keys)}: {shown}' + (f', ... (+{more} more)' if more > 0 else '')
 
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """Read a state_dict saved by torch.save: plain, or wrapped under 'model'/'state_dict'/'model_state'.
-
-    A leading 'module.' (from DataParallel) is removed from every key.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'pretrained weights file not found: {path}')
-    try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as err:  # unpickling / zip errors: report them on one line with the file name
-        raise ValueError(f'{path}: cannot be read as torch weights ({type(err).__name__}: {_first_line(err)})') from err
+    """Read a state_dict saved by torch.save (safely: weights_only): plain, or wrapped under
+    'model'/'state_dict'/'model_state'."""
+    obj = load_checkpoint(path)
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
             if isinstance(obj.get(key), Mapping):
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f'{path}: does not hold a state_dict (a mapping of names to tensors)')
-    return {k.removeprefix('module.'): v for k, v in obj.items()}
+        raise ValueError(f'{os.fspath(path)}: does not hold a state_dict (a mapping of names to tensors)')
+    return dict(obj)
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
     """Strictly load the weights in `path` into `model`; any mismatch -> one-line ValueError."""
-    state_dict = load_state_dict_file(path)
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in expected]
-    wrong_shape = [f'{k} {list(v.shape)} (expected {list(expected[k].shape)})'
-                   for k, v in state_dict.items() if k in expected and v.shape != expected[k].shape]
-    problems = [f'{label} {_listing(keys)}' for label, keys in
-                (('missing keys', missing), ('unexpected keys', unexpected), ('wrong shapes', wrong_shape)) if keys]
-    if problems:
-        raise ValueError(f'{os.fspath(path)}: weights do not fit {type(model).__name__}: ' + '; '.join(problems))
-    model.load_state_dict(state_dict, strict=True)
+    load_state_dict_strict(model, load_state_dict_file(path), 'pretrained', os.fspath(path))
 
 
 def get_feature_extractor(name: str, pretrained_weights: Optional[str | os.PathLike] = None,

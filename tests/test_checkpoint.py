@@ -49,8 +49,12 @@ def test_loads_checkpoints_with_module_prefix(tmp_path):
     model, regressor = coreecho_pair("uniformer_tiny")
     with torch.no_grad():
         regressor[6].bias.fill_(12.5)
-    prefixed = {"epoch": 0, "model": {f"module.{k}": v for k, v in model.state_dict().items()},
-                "regressor": {f"module.{k}": v for k, v in regressor.state_dict().items()}, "best_error": torch.tensor(1.0)}
+    # as the official scripts write last.pth after multi-GPU training: Namespace + 'module.' keys
+    released_opt = argparse.Namespace(model="uniformer_small", frames=36, frequency=4, optim="adamw",
+                                      model_path="./save", pretrained_weights=None, aug=True, trial=0)
+    prefixed = {"opt": released_opt, "model": {f"module.{k}": v for k, v in model.state_dict().items()},
+                "regressor": {f"module.{k}": v for k, v in regressor.state_dict().items()}, "epoch": 25,
+                "best_error": torch.tensor(1.0)}
     torch.save(prefixed, tmp_path / "dp.pth")
     fresh_model, fresh_regressor = coreecho_pair("uniformer_tiny")
     load_model_and_regressor(tmp_path / "dp.pth", fresh_model, fresh_regressor)
@@ -66,8 +70,8 @@ def test_checkpoint_of_another_architecture_names_the_keys(tmp_path):
         load_model_and_regressor(tmp_path / "tiny.pth", model, regressor)
     message = str(error.value)
     assert "tiny.pth" in message and "\n" not in message
-    assert "missing" in message or "wrong shape" in message
-    assert "blocks" in message
+    assert "weights do not fit" in message and "wrong shapes" in message
+    assert "missing keys" in message and "blocks" in message
 
 
 class _CreatesFile:

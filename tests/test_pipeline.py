@@ -124,7 +124,7 @@ def test_start_file_missing_videos_is_named(stage1, data, tmp_path):
 
 
 def test_wrong_architecture_checkpoint_fails_clearly(stage1, data, tmp_path):
-    with pytest.raises(ValueError, match="does not fit"):
+    with pytest.raises(ValueError, match="do not fit"):
         test_with_three_clips.main(["--data_folder", str(data), "--pretrained_weights", str(stage1 / "best.pth"),
                                     "--path_save_test_files", str(tmp_path / "o.pkl"), "--model", "uniformer_small",
                                     "--frames", "8", "--frequency", "2", "--device", "cpu", "--num_workers", "0"])

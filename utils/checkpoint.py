@@ -46,24 +46,26 @@ def strip_module_prefix(state_dict):
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
 
 
+def _listing(keys, limit=10):
+    more = len(keys) - limit
+    return f"{len(keys)}: " + ", ".join(keys[:limit]) + (f", ... (+{more} more)" if more > 0 else "")
+
+
 def load_state_dict_strict(module, state_dict, what, source):
-    """Strict load with one clear line listing missing, unexpected and wrong-shape keys."""
+    """Strict load (a 'module.' prefix is dropped); a mismatch is one line listing the missing,
+    unexpected and wrong-shape keys."""
     state_dict = strip_module_prefix(state_dict)
-    own = unwrap(module).state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    wrong_shape = [
-        f"{k} {tuple(state_dict[k].shape)}!={tuple(v.shape)}"
-        for k, v in own.items()
-        if k in state_dict and hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(v.shape)
-    ]
-    if missing or unexpected or wrong_shape:
-        def few(keys):
-            return ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-        parts = [f"{name}: {few(keys)}" for name, keys in
-                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)) if keys]
-        raise ValueError(f"{source}: '{what}' does not fit this architecture; " + "; ".join(parts))
-    unwrap(module).load_state_dict(state_dict, strict=True)
+    target = unwrap(module)
+    expected = target.state_dict()
+    missing = [k for k in expected if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in expected]
+    wrong_shape = [f"{k} {list(v.shape)} (expected {list(expected[k].shape)})" for k, v in state_dict.items()
+                   if k in expected and hasattr(v, "shape") and v.shape != expected[k].shape]
+    problems = [f"{label} {_listing(keys)}" for label, keys in
+                (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape)) if keys]
+    if problems:
+        raise ValueError(f"{source}: {what} weights do not fit {type(target).__name__}: " + "; ".join(problems))
+    target.load_state_dict(state_dict, strict=True)
 
 
 def load_model_and_regressor(path, model, regressor):
