@@ -11,13 +11,12 @@ an L1 loss on the DETACHED embeddings, with its own AdamW optimiser.
 import time
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from datasets import EchoNetRNC
 from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.cli import run_main
-from utils.distributed import all_gather_with_grad, cleanup
+from utils.distributed import all_gather_with_grad, cleanup, wrap_ddp
 from utils.options import training_parser
 from utils.runtime import amp_dtype, autocast, batches, grad_scaler, prepare_batch
 from utils.training import (check_finite, end_of_epoch, eval_dataset, final_report, maybe_resume, progress,
@@ -64,9 +63,7 @@ def main(argv=None):
     optimizers = {"optimizer": optimizer, "optimizer_regressor": optimizer_regressor}
     start_epoch, best = maybe_resume(opt, model, regressor, optimizers, scaler, log)
 
-    if dist.enabled:
-        model = DistributedDataParallel(model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-        regressor = DistributedDataParallel(regressor, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    model, regressor = wrap_ddp(model, dist), wrap_ddp(regressor, dist)
     train_model = torch.compile(model) if opt.compile else model
 
     log.info(f"Training epochs {start_epoch}..{opt.epochs} ({opt.epochs + 1} passes in all, as the released "

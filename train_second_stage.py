@@ -8,13 +8,12 @@ the shallow regressor is trained further, with L1 on one augmented clip per vide
 import time
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from datasets import EchoNet
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.checkpoint import load_model_and_regressor
 from utils.cli import run_main
-from utils.distributed import cleanup
+from utils.distributed import cleanup, wrap_ddp
 from utils.options import training_parser
 from utils.runtime import amp_dtype, autocast, batches, grad_scaler, prepare_batch
 from utils.training import (check_finite, end_of_epoch, eval_dataset, final_report, maybe_resume, progress,
@@ -50,10 +49,10 @@ def main(argv=None):
     optimizer_regressor = torch.optim.AdamW(regressor.parameters(), lr=opt.learning_rate, weight_decay=opt.weight_decay)
     scaler = grad_scaler(dist.device, None)  # the regressor trains in fp32; kept for the checkpoint format
 
-    start_epoch, best = maybe_resume(opt, model, regressor, {"optimizer_regressor": optimizer_regressor}, scaler, log)
+    optimizers = {"optimizer_regressor": optimizer_regressor}
+    start_epoch, best = maybe_resume(opt, model, regressor, optimizers, scaler, log)
 
-    if dist.enabled:
-        regressor = DistributedDataParallel(regressor, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+    regressor = wrap_ddp(regressor, dist)  # the frozen encoder needs no DDP
     encode = torch.compile(model) if opt.compile else model
 
     log.info(f"Training the regressor for epochs {start_epoch}..{opt.epochs} ({opt.epochs + 1} passes in all, "

@@ -31,15 +31,18 @@ def score(data_folder):
     return dist, metrics, result
 
 
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def test_two_processes_match_one(tmp_path):
     data = tmp_path / "data"
     make_synthetic_echonet(data, n=11, seed=2)  # odd count: ranks get unequal shares
     _, metrics, result = score(data)
 
-    port = socket.socket()
-    port.bind(("127.0.0.1", 0))
-    free = port.getsockname()[1]
-    port.close()
+    free = free_port()
     workers = []
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2",
@@ -56,6 +59,29 @@ def test_two_processes_match_one(tmp_path):
         np.testing.assert_allclose(distributed["predictions"], result["predictions"], atol=1e-5)
         for key in ("mae", "rmse", "r2"):
             assert distributed["metrics"][key] == pytest.approx(metrics[key], abs=1e-5)
+
+
+def test_training_scripts_under_torchrun(tmp_path):
+    """Both stages run with 2 gloo processes; rank 0 alone writes checkpoints without 'module.'."""
+    data = tmp_path / "data"
+    make_synthetic_echonet(data, n=14, seed=6)
+    common = ["--data_folder", str(data), "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2",
+              "--batch_size", "2", "--epochs", "0", "--num_workers", "0", "--device", "cpu",
+              "--save_root", str(tmp_path / "save")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    for script, extra in (("train_first_stage.py", ["--run_name", "s1", "--aug"]),
+                          ("train_second_stage.py", ["--run_name", "s2",
+                                                     "--pretrained_weights", str(tmp_path / "save" / "s1" / "best.pth")])):
+        torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                    "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
+        result = subprocess.run([*torchrun, script, *common, *extra], cwd=REPO_ROOT, env=env, capture_output=True,
+                                text=True, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "save" / "s1" / "training.log").read_text()
+    assert "Device: cpu x 2 process(es)" in log
+    assert log.count("Epoch 0 validation") == 1  # only rank 0 logs
+    last = torch.load(tmp_path / "save" / "s2" / "last.pth", weights_only=False)
+    assert not any(k.startswith("module.") for k in [*last["model"], *last["regressor"]])
 
 
 if __name__ == "__main__":
