@@ -40,11 +40,10 @@ def measure(config, opt, device):
     if config["channels_last"]:
         images = images.contiguous(memory_format=torch.channels_last_3d)
     labels = torch.rand(opt.batch_size, 1, device=device) * 60 + 20
-    amp = (torch.autocast(device.type, dtype=config["dtype"]) if config["dtype"] is not None
-           else contextlib.nullcontext())
-    kernel = sdpa_kernel(SDPBackend.MATH) if config["math_attention"] else contextlib.nullcontext()
 
     def step():
+        kernel = sdpa_kernel(SDPBackend.MATH) if config["math_attention"] else contextlib.nullcontext()
+        amp = torch.autocast(device.type, dtype=config["dtype"]) if config["dtype"] else contextlib.nullcontext()
         with kernel:
             with amp:
                 _, embeddings = step_model(images)
@@ -110,7 +109,8 @@ def main():
     base_speed, base_peak = results[0][1], results[0][2]
     print(f"{'configuration':34s} {'clips/s':>9s} {'speed-up':>9s} {'peak GiB':>9s} {'memory ratio':>13s}")
     for label, clips_per_s, peak in results:
-        print(f"{label:34s} {clips_per_s:9.2f} {clips_per_s / base_speed:8.2f}x {peak:9.2f} {peak / base_peak:12.2f}x")
+        memory = f"{peak:9.2f} {peak / base_peak:12.2f}x" if device.type == "cuda" else f"{'n/a':>9s} {'n/a':>13s}"
+        print(f"{label:34s} {clips_per_s:9.2f} {clips_per_s / base_speed:8.2f}x {memory}")
 
 
 if __name__ == "__main__":
