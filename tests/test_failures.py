@@ -14,7 +14,7 @@ from models import get_feature_extractor, get_shallow_mlp_head
 from utils.cli import run_main
 from utils.distributed import init_distributed
 from utils.evaluation import predict
-from utils.plots import embedding_map, prediction_figure
+from utils.plots import embedding_map, embedding_maps, prediction_figure
 from utils.runtime import batches, make_loader
 
 
@@ -116,3 +116,4 @@ def test_figures():
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "Bland-Altman"
     fig = embedding_map(rng.normal(size=(30, 16)), ef, "tsne", seed=0)
     assert fig.axes[0].collections[0].get_offsets().shape == (30, 2)
+    assert "Val TSNE (ef)" in embedding_maps(rng.normal(size=(30, 16)), ef, "Val")

@@ -165,3 +165,12 @@ def test_stage1_training_reduces_both_losses(tmp_path):
     # the encoder learns to order embeddings by EF, the regressor learns EF from them
     assert sum(rnc[e] for e in (5, 6, 7)) / 3 < rnc[0] - 0.05, rnc
     assert sum(l1[e] for e in (5, 6, 7)) / 3 < l1[0] - 1.0, l1
+
+
+def test_wandb_offline_run_logs_metrics_and_embedding_maps(data, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    train_first_stage.main(["--data_folder", str(data), *TINY, "--save_root", str(tmp_path), "--run_name", "w",
+                            "--batch_size", "4", "--epochs", "0", "--wandb", "--wandb_project_name", "test"])
+    runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("*.wandb")) and list(runs[0].rglob("*TSNE*.png"))

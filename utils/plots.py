@@ -41,6 +41,15 @@ def prediction_figure(true_ef, predicted_ef, title=""):
     return fig
 
 
+def embedding_maps(embeddings, ef, prefix):
+    """{'<prefix> TSNE (ef)': fig, '<prefix> UMAP (ef)': fig}: the released scripts' wandb pictures
+    (UMAP only when umap-learn is installed)."""
+    import importlib.util
+
+    methods = ["tsne"] + (["umap"] if importlib.util.find_spec("umap") else [])
+    return {f"{prefix} {m.upper()} (ef)": embedding_map(embeddings, ef, m, seed=7 if m == "tsne" else 0) for m in methods}
+
+
 def embedding_map(embeddings, ef, method="tsne", seed=0):
     """2-D projection (t-SNE from scikit-learn, or UMAP when umap-learn is installed) coloured by EF."""
     embeddings = np.asarray(embeddings, dtype=np.float32)

@@ -14,7 +14,7 @@ from utils.io import atomic_write_json, check_writable_folder
 from utils.log import setup_logger
 from utils.metrics import format_metrics
 from utils.options import run_name
-from utils.plots import embedding_map, save_figure
+from utils.plots import embedding_map, embedding_maps, save_figure
 from utils.runtime import make_loader
 from utils.seed import get_rng_state, set_rng_state, set_seed
 from utils.wandb_logger import init_wandb, log_images
@@ -99,8 +99,7 @@ def end_of_epoch(opt, dist, log, wandb_run, epoch, lr, model, regressor, val_set
         if wandb_run is not None:
             wandb_run.log({"epoch": epoch, "lr": lr, "Val R2": metrics["r2"], "Val L2": metrics["rmse"],
                            "Val L1": metrics["mae"]}, step=epoch)
-            log_images(wandb_run, {"Val TSNE (ef)": embedding_map(result["embeddings"], result["labels"], "tsne", 7)},
-                       step=epoch)
+            log_images(wandb_run, embedding_maps(result["embeddings"], result["labels"], "Val"), step=epoch)
         resume_state.update(best_error=best["error"], best_epoch=best["epoch"], rng=get_rng_state())
         save_last(os.path.join(opt.save_folder, "last.pth"), opt, model, regressor, epoch,
                   best["error"] if last_best_error else None, resume_state)
@@ -158,7 +157,7 @@ def final_report(opt, dist, log, wandb_run, model, regressor, amp):
         report[split] = metrics
         log.info(f"{split.capitalize():5s} {format_metrics(metrics)}  ({len(result['names'])} videos, {time.time() - start:.0f}s)")
         if wandb_run is not None:
-            figures[f"(Best) {split.capitalize()} TSNE (ef)"] = embedding_map(result["embeddings"], result["labels"], "tsne", 7)
+            figures.update(embedding_maps(result["embeddings"], result["labels"], f"(Best) {split.capitalize()}"))
         if dist.is_main and split == "test":
             save_figure(embedding_map(result["embeddings"], result["labels"], "tsne", 7),
                         os.path.join(opt.save_folder, "test_embeddings_tsne.png"))
