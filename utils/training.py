@@ -22,7 +22,6 @@ from utils.wandb_logger import init_wandb, log_images
 
 class NonFiniteLossError(RuntimeError):
     """The loss became NaN or inf; training stops before anything is saved."""
-    pass
 
 
 def setup_run(opt, stage):
