@@ -51,6 +51,7 @@ def test_test_readme_flags():
     assert opt.path_test_start_indexes == "test_start_indexes.pkl"
     assert opt.path_save_test_files == "results/test_files.pkl"
     assert (opt.model, opt.frames, opt.frequency, opt.num_workers) == ("uniformer_small", 36, 4, 4)
+    assert opt.amp == "none"  # the test pass defaults to fp32 so published numbers reproduce
 
 
 def test_extra_flags():
