@@ -91,7 +91,8 @@ def main(argv=None):
             features = torch.stack(embeddings.split([bsz, bsz]), dim=1)  # [bsz, 2, d]
             # RnC sees the whole global batch: gathered embeddings keep their gradient path.
             loss = criterion(all_gather_with_grad(features), all_gather_with_grad(labels))
-            check_finite(loss, epoch, step, "RnC loss", opt)
+            loss_value = loss.item()
+            check_finite(loss_value, epoch, step, "RnC loss", opt)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.step(optimizer)
@@ -99,15 +100,16 @@ def main(argv=None):
 
             detached = torch.cat([features[:, 0], features[:, 1]]).detach()
             loss_reg = l1_loss(regressor(detached), labels.repeat(2, 1))
-            check_finite(loss_reg, epoch, step, "regressor L1 loss", opt)
+            loss_reg_value = loss_reg.item()
+            check_finite(loss_reg_value, epoch, step, "regressor L1 loss", opt)
             optimizer_regressor.zero_grad(set_to_none=True)
             loss_reg.backward()
             optimizer_regressor.step()
 
-            loss_sum, loss_reg_sum = loss_sum + loss.item(), loss_reg_sum + loss_reg.item()
+            loss_sum, loss_reg_sum = loss_sum + loss_value, loss_reg_sum + loss_reg_value
             if (step + 1) % opt.print_freq == 0 or step + 1 == len(train_loader):
-                log.info(f"Train [{epoch}][{step + 1}/{len(train_loader)}] RnC {loss.item():.4f} "
-                         f"(avg {loss_sum / (step + 1):.4f}) L1 {loss_reg.item():.3f} (avg {loss_reg_sum / (step + 1):.3f}) "
+                log.info(f"Train [{epoch}][{step + 1}/{len(train_loader)}] RnC {loss_value:.4f} "
+                         f"(avg {loss_sum / (step + 1):.4f}) L1 {loss_reg_value:.3f} (avg {loss_reg_sum / (step + 1):.3f}) "
                          f"lr {lr:.2e} batch {time.time() - end:.2f}s data {data_time:.2f}s")
             end = time.time()
         if wandb_run is not None:

@@ -71,14 +71,15 @@ def main(argv=None):
             with torch.no_grad(), autocast(dist.device, amp):
                 _, embeddings = encode(images)
             loss = l1_loss(regressor(embeddings.float()), labels)
-            check_finite(loss, epoch, step, "regressor L1 loss", opt)
+            loss_value = loss.item()
+            check_finite(loss_value, epoch, step, "regressor L1 loss", opt)
             optimizer_regressor.zero_grad(set_to_none=True)
             loss.backward()
             optimizer_regressor.step()
 
-            loss_sum += loss.item()
+            loss_sum += loss_value
             if (step + 1) % opt.print_freq == 0 or step + 1 == len(train_loader):
-                log.info(f"Train [{epoch}][{step + 1}/{len(train_loader)}] L1 {loss.item():.3f} "
+                log.info(f"Train [{epoch}][{step + 1}/{len(train_loader)}] L1 {loss_value:.3f} "
                          f"(avg {loss_sum / (step + 1):.3f}) batch {time.time() - end:.2f}s data {data_time:.2f}s")
             end = time.time()
         if wandb_run is not None:

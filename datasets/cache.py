@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from utils.io import atomic_open
 
 from .video import decode_video
 
@@ -50,15 +51,9 @@ def colour_table(video: np.ndarray) -> np.ndarray | None:
 
 
 def _save_atomic(array: np.ndarray, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    # no fsync: a cache entry lost in a crash is simply decoded again
+    with atomic_open(path, "wb", fsync=False) as f:
+        np.save(f, array)
 
 
 class CachedVideo:

@@ -10,11 +10,12 @@ import importlib
 import json
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from utils.io import atomic_open
 
 
 class UnsafePickleError(pickle.UnpicklingError):
@@ -130,12 +131,5 @@ def save_start_indexes(starts: dict, path: str | os.PathLike) -> None:
     """Write {name: [ints]} as JSON, atomically (temporary file + os.replace)."""
     path = Path(path)
     data = {_with_avi(name): [int(s) for s in np.asarray(values).reshape(-1)] for name, values in starts.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        json.dump(data, f, indent=1, sort_keys=True)

@@ -27,6 +27,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from utils.io import atomic_open
+
 SIZE = 112
 PIXEL_MM = 1.75  # makes typical volumes look like mL of an adult heart (EDV ~ 100 mL)
 N_DISKS = 20
@@ -134,15 +136,8 @@ def _write_video(frames: np.ndarray, path: Path, fps: float) -> None:
 
 
 def _write_csv(table: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            table.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_open(path, "w") as f:
+        table.to_csv(f, index=False)
 
 
 def make_synthetic_echonet(out_dir, n: int = 100, seed: int = 0, min_frames: int = 100, max_frames: int = 200,

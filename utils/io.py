@@ -13,8 +13,9 @@ import torch
 
 
 @contextlib.contextmanager
-def atomic_open(path, mode="wb"):
-    """Open a temp file next to `path`; on a clean exit it replaces `path`, on error it vanishes."""
+def atomic_open(path, mode="wb", fsync=True):
+    """Open a temp file next to `path`; on a clean exit it replaces `path`, on error it vanishes.
+    fsync=False skips the flush to disk for files that can be rebuilt (caches)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
@@ -23,7 +24,8 @@ def atomic_open(path, mode="wb"):
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
-            os.fsync(f.fileno())
+            if fsync:
+                os.fsync(f.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

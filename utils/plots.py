@@ -8,10 +8,11 @@ import numpy as np  # noqa: E402
 from utils.io import atomic_open  # noqa: E402
 
 
-def save_figure(fig, path):
+def save_figure(fig, path, close=True):
     with atomic_open(path, "wb") as f:
         fig.savefig(f, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
+    if close:
+        plt.close(fig)
 
 
 def prediction_figure(true_ef, predicted_ef, title=""):

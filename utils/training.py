@@ -1,5 +1,6 @@
 """Pieces both training stages share: run set-up, per-epoch validation and checkpoints, resume,
 and the final report on test/val/train. The scripts keep the training loops themselves."""
+import math
 import os
 import time
 
@@ -75,11 +76,12 @@ def run_evaluation(opt, dist, model, regressor, dataset, amp, desc):
                     amp=amp, channels_last=opt.channels_last, progress=progress(dist, desc))
 
 
-def check_finite(loss, epoch, step, what, opt):
-    if not torch.isfinite(loss):
+def check_finite(value, epoch, step, what, opt):
+    """`value` is the loss as a Python float (one host sync per loss, shared with the logging)."""
+    if not math.isfinite(value):
         last = os.path.join(opt.save_folder, "last.pth")
         raise NonFiniteLossError(
-            f"non-finite {what} ({loss.item()}) at epoch {epoch}, step {step}; stopped without saving, "
+            f"non-finite {what} ({value}) at epoch {epoch}, step {step}; stopped without saving, "
             f"the last good checkpoint is {last}" + ("" if os.path.exists(last) else " (none yet)"))
 
 
@@ -157,9 +159,9 @@ def final_report(opt, dist, log, wandb_run, model, regressor, amp):
         log.info(f"{split.capitalize():5s} {format_metrics(metrics)}  ({len(result['names'])} videos, {time.time() - start:.0f}s)")
         if wandb_run is not None:
             figures.update(embedding_maps(result["embeddings"], result["labels"], f"(Best) {split.capitalize()}"))
-        if dist.is_main and split == "test":
-            save_figure(embedding_map(result["embeddings"], result["labels"], "tsne", 7),
-                        os.path.join(opt.save_folder, "test_embeddings_tsne.png"))
+        if dist.is_main and split == "test":  # the wandb t-SNE when there is one: computed once
+            tsne = figures.get("(Best) Test TSNE (ef)") or embedding_map(result["embeddings"], result["labels"], "tsne", 7)
+            save_figure(tsne, os.path.join(opt.save_folder, "test_embeddings_tsne.png"), close=wandb_run is None)
     if dist.is_main:
         atomic_write_json(report, os.path.join(opt.save_folder, "final_metrics.json"))
         if wandb_run is not None:
