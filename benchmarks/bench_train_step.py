@@ -7,6 +7,7 @@ side by side in one run on whatever device is present.
 """
 import argparse
 import contextlib
+import gc
 import statistics
 import sys
 import time
@@ -26,6 +27,10 @@ def synchronize(device):
 
 
 def measure(config, opt, device):
+    # Free the previous configuration first, so each peak counts only this one's memory.
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
     torch.manual_seed(0)
     model = get_feature_extractor(opt.model).to(device)
     model.head.requires_grad_(False)
@@ -104,8 +109,14 @@ def main():
                                                        compile=True)))
     results = []
     for label, config in configs:
-        clips_per_s, peak = measure(config, opt, device)
+        try:
+            clips_per_s, peak = measure(config, opt, device)
+        except Exception as error:  # e.g. no compiler for torch.compile: report it and measure the others
+            print(f"{label}: failed: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}")
+            continue
         results.append((label, clips_per_s, peak))
+    if not results or results[0][0] != configs[0][0]:
+        sys.exit("the fp32 baseline failed, so there is nothing to compare with")
     base_speed, base_peak = results[0][1], results[0][2]
     print(f"{'configuration':34s} {'clips/s':>9s} {'speed-up':>9s} {'peak GiB':>9s} {'memory ratio':>13s}")
     for label, clips_per_s, peak in results:
