@@ -75,9 +75,11 @@ def main(argv=None):
         save_start_indexes(dataset.start_indexes, drawn)
         log.info(f"No --path_test_start_indexes: drew starts with seed {opt.seed}, saved to {drawn}")
 
+    def test_progress(iterable, total):
+        return tqdm(iterable, total=total, desc="test", disable=None if dist.is_main else True)
+
     result = predict(model, regressor, dataset, dist, batch_size=opt.batch_size, num_workers=opt.num_workers, amp=amp,
-                     channels_last=opt.channels_last,
-                     progress=lambda it, total: tqdm(it, total=total, desc="test", disable=None if dist.is_main else True))
+                     channels_last=opt.channels_last, progress=test_progress)
     if not dist.is_main:
         cleanup()
         return None

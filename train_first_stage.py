@@ -79,7 +79,8 @@ def main(argv=None):
         regressor.train()
         loss_sum = loss_reg_sum = 0.0
         end = time.time()
-        for step, (view1, view2) in enumerate(progress(dist, f"epoch {epoch}")(batches(train_loader), len(train_loader))):
+        epoch_batches = progress(dist, f"epoch {epoch}")(batches(train_loader), len(train_loader))
+        for step, (view1, view2) in enumerate(epoch_batches):
             data_time = time.time() - end
             images = prepare_batch(torch.cat([view1["image"], view2["image"]]), dist.device, opt.channels_last)
             labels = view1["label"].to(dist.device, non_blocking=True)
@@ -108,13 +109,14 @@ def main(argv=None):
 
             loss_sum, loss_reg_sum = loss_sum + loss_value, loss_reg_sum + loss_reg_value
             if (step + 1) % opt.print_freq == 0 or step + 1 == len(train_loader):
-                log.info(f"Train [{epoch}][{step + 1}/{len(train_loader)}] RnC {loss_value:.4f} "
-                         f"(avg {loss_sum / (step + 1):.4f}) L1 {loss_reg_value:.3f} (avg {loss_reg_sum / (step + 1):.3f}) "
+                log.info(f"Train [{epoch}][{step + 1}/{len(train_loader)}] "
+                         f"RnC {loss_value:.4f} (avg {loss_sum / (step + 1):.4f}) "
+                         f"L1 {loss_reg_value:.3f} (avg {loss_reg_sum / (step + 1):.3f}) "
                          f"lr {lr:.2e} batch {time.time() - end:.2f}s data {data_time:.2f}s")
             end = time.time()
         if wandb_run is not None:
-            wandb_run.log({"train RnC loss": loss_sum / len(train_loader), "train L1": loss_reg_sum / len(train_loader)},
-                          step=epoch)
+            wandb_run.log({"train RnC loss": loss_sum / len(train_loader),
+                           "train L1": loss_reg_sum / len(train_loader)}, step=epoch)
 
         resume_state = {"optimizer": optimizer.state_dict(), "optimizer_regressor": optimizer_regressor.state_dict(),
                         "scaler": scaler.state_dict(), "stage": 1}

@@ -82,7 +82,8 @@ def main() -> None:
         fill = time.perf_counter() - t
 
         variants = {
-            "(a) released-style, 2 full decodes": lambda i: (released_style_view(paths[i], rng), released_style_view(paths[i], rng)),
+            "(a) released-style, 2 full decodes": lambda i: (released_style_view(paths[i], rng),
+                                                             released_style_view(paths[i], rng)),
             "(b) EchoNetRNC, no cache": plain.__getitem__,
             "(c) EchoNetRNC, cache": cached.__getitem__,
         }

@@ -101,7 +101,8 @@ def traced_frame_counts(path: Path, listed: set[str]) -> pd.Series:
     bad = np.flatnonzero(frame.isna() | (frame < 0) | (frame != frame.round()))
     if len(bad):
         i = bad[0]
-        raise ValueError(f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]}): Frame {table['Frame'].iloc[i]!r} is not a frame index")
+        raise ValueError(f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]}): "
+                         f"Frame {table['Frame'].iloc[i]!r} is not a frame index")
     names = table["FileName"].map(_with_avi)
     unknown = sorted(set(names) - listed)
     if unknown:  # harmless (e.g. a FileList trimmed to a subset), but worth knowing
@@ -126,11 +127,13 @@ def load_split(root: str | os.PathLike, split: str) -> pd.DataFrame:
     present = set(os.listdir(videos))
     missing = [name for name in table["FileName"] if name not in present]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} video(s) of split '{split}' listed in {root / 'FileList.csv'} are missing from {videos}: {_some(missing)}")
+        raise FileNotFoundError(f"{len(missing)} video(s) of split '{split}' listed in {root / 'FileList.csv'} "
+                                f"are missing from {videos}: {_some(missing)}")
     listed = len(table)
     table = table[table["FileName"].map(traced).fillna(0).to_numpy() >= 2]
     if table.empty:
-        raise ValueError(f"split '{split}' of {root} has no video with >= 2 traced frames ({listed} listed in FileList.csv)")
+        raise ValueError(f"split '{split}' of {root} has no video with >= 2 traced frames "
+                         f"({listed} listed in FileList.csv)")
     return table.reset_index(drop=True)
 
 
@@ -279,21 +282,23 @@ class EchoNetTest(EchoNet):
 
     def __init__(self, root, frames: int, frequency: int, path_test_start_indexes=None, split: str = "test",
                  n_clips: int = 3, seed: int = 0, cache_dir=None, max_frames: int = 250):
-        super().__init__(root, split, frames, frequency, aug=False, seed=None, cache_dir=cache_dir, max_frames=max_frames)
+        super().__init__(root, split, frames, frequency, aug=False, seed=None, cache_dir=cache_dir,
+                         max_frames=max_frames)
         # frame counts from the headers (nothing decoded)
         counts = {name: frame_count(self.video_path(i)) for i, name in enumerate(self.vnames)}
         if path_test_start_indexes is None:
             n_clips = _positive_int("n_clips", n_clips)
             rng = np.random.default_rng(seed)
-            self.start_indexes = {
-                name: rng.integers(0, num_starts(counts[name], self.frames, self.frequency), size=n_clips).astype(np.int64)
-                for name in self.vnames}
+            highs = {name: num_starts(counts[name], self.frames, self.frequency) for name in self.vnames}
+            self.start_indexes = {name: rng.integers(0, highs[name], size=n_clips).astype(np.int64)
+                                  for name in self.vnames}
         else:
             path = os.fspath(path_test_start_indexes)
             starts = load_start_indexes(path)
             missing = [name for name in self.vnames if name not in starts]
             if missing:
-                raise ValueError(f"{path} has no start indexes for {len(missing)} video(s) of split '{self.split}': {_some(missing)}")
+                raise ValueError(f"{path} has no start indexes for {len(missing)} video(s) of split "
+                                 f"'{self.split}': {_some(missing)}")
             for name in self.vnames:
                 high = num_starts(counts[name], self.frames, self.frequency)
                 for start in starts[name]:

@@ -120,7 +120,8 @@ def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
         if "FileName" not in table.columns or not columns:
             raise ValueError(f"{path}: expected columns FileName,start0,start1,..., got {','.join(table.columns)}")
         if table["FileName"].duplicated().any():
-            raise ValueError(f"{path}: FileName {table['FileName'][table['FileName'].duplicated()].iloc[0]} is listed twice")
+            twice = table["FileName"][table["FileName"].duplicated()].iloc[0]
+            raise ValueError(f"{path}: FileName {twice} is listed twice")
         raw = {name: row for name, row in zip(table["FileName"], table[columns].to_numpy())}
     else:
         raise ValueError(f"{path}: unknown start index format {suffix!r} (use .pkl, .json or .csv)")

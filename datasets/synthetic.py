@@ -102,7 +102,8 @@ def _render_video(rng: np.random.Generator, n_frames: int, ef: float):
     base = apex + 2 * b_ed * np.array([np.sin(tilt), np.cos(tilt)])
     for dx, size in ((0.0, rng.uniform(10, 13)), (-24.0, rng.uniform(8, 11))):
         atrium = size * (1 + rng.uniform(0.1, 0.25) * c)
-        draw(base + [dx + rng.uniform(-2, 2), 4], tilt, atrium, atrium * 0.9, np.full_like(c, 2.5), rng.uniform(70, 100))
+        draw(base + [dx + rng.uniform(-2, 2), 4], tilt, atrium, atrium * 0.9, np.full_like(c, 2.5),
+             rng.uniform(70, 100))
     rv_scale = 1 - rng.uniform(0.05, 0.25) * c
     draw(apex + [-22 + rng.uniform(-3, 3), 8], tilt + np.radians(rng.uniform(5, 15)),
          rng.uniform(7, 10) * rv_scale, rng.uniform(22, 27) * rv_scale, np.full_like(c, 3.0), rng.uniform(90, 120))
@@ -175,7 +176,8 @@ def make_synthetic_echonet(out_dir, n: int = 100, seed: int = 0, min_frames: int
             for x1, y1, x2, y2 in tracings[t]:
                 tracing_rows.append((f"{name}.avi", x1, y1, x2, y2, t))
 
-    _write_csv(pd.DataFrame(tracing_rows, columns=["FileName", "X1", "Y1", "X2", "Y2", "Frame"]), root / "VolumeTracings.csv")
+    tracings = pd.DataFrame(tracing_rows, columns=["FileName", "X1", "Y1", "X2", "Y2", "Frame"])
+    _write_csv(tracings, root / "VolumeTracings.csv")
     _write_csv(pd.DataFrame(rows), root / "FileList.csv")
     return root
 
@@ -188,7 +190,8 @@ def main(argv=None) -> None:
     parser.add_argument("--min-frames", type=int, default=100)
     parser.add_argument("--max-frames", type=int, default=200)
     args = parser.parse_args(argv)
-    root = make_synthetic_echonet(args.out, n=args.n, seed=args.seed, min_frames=args.min_frames, max_frames=args.max_frames)
+    root = make_synthetic_echonet(args.out, n=args.n, seed=args.seed, min_frames=args.min_frames,
+                                  max_frames=args.max_frames)
     table = pd.read_csv(root / "FileList.csv")
     counts = table["Split"].value_counts().to_dict()
     print(f"wrote {len(table)} videos to {root} ({counts}); EF {table['EF'].min():.1f}..{table['EF'].max():.1f}")

@@ -67,13 +67,15 @@ class VideoReader:
         if indices.size == 0:
             return np.zeros((0, SIZE, SIZE, 3), np.uint8)
         if indices.min() < 0 or indices.max() >= self.num_frames:
-            raise IndexError(f"{self.path}: frame indices must lie in [0, {self.num_frames}), got {indices.min()}..{indices.max()}")
+            raise IndexError(f"{self.path}: frame indices must lie in [0, {self.num_frames}), "
+                             f"got {indices.min()}..{indices.max()}")
         wanted, where = np.unique(indices, return_inverse=True)
         frames = np.empty((len(wanted), SIZE, SIZE, 3), np.uint8)
         k = 0  # position in `wanted`
         for i in range(int(wanted[-1]) + 1):
             if not self._cap.grab():
-                raise ValueError(f"{self.path}: frame {i} cannot be read (header says {self.num_frames} frames; truncated or corrupt video)")
+                raise ValueError(f"{self.path}: frame {i} cannot be read (header says {self.num_frames} frames; "
+                                 "truncated or corrupt video)")
             if i != wanted[k]:
                 continue
             ok, bgr = self._cap.retrieve()

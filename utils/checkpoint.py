@@ -38,7 +38,8 @@ def load_checkpoint(path, map_location="cpu"):
             f"({reason[:200]}); only load checkpoints you trust, and convert them to a plain state dict"
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
-        raise ValueError(f"cannot read checkpoint {path}: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise ValueError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 def strip_module_prefix(state_dict):
@@ -72,7 +73,8 @@ def load_model_and_regressor(path, model, regressor):
     """Load 'model' and 'regressor' from a CoReEcho checkpoint (with or without 'module.' prefixes)."""
     checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a CoReEcho checkpoint dict with 'model' and 'regressor', got {type(checkpoint).__name__}")
+        raise ValueError(f"{path}: expected a CoReEcho checkpoint dict with 'model' and 'regressor', "
+                         f"got {type(checkpoint).__name__}")
     for key in ("model", "regressor"):
         if key not in checkpoint:
             raise ValueError(f"{path}: key '{key}' missing (found keys: {', '.join(map(str, checkpoint))})")

@@ -48,7 +48,8 @@ def embedding_maps(embeddings, ef, prefix):
     import importlib.util
 
     methods = ["tsne"] + (["umap"] if importlib.util.find_spec("umap") else [])
-    return {f"{prefix} {m.upper()} (ef)": embedding_map(embeddings, ef, m, seed=7 if m == "tsne" else 0) for m in methods}
+    return {f"{prefix} {m.upper()} (ef)": embedding_map(embeddings, ef, m, seed=7 if m == "tsne" else 0)
+            for m in methods}
 
 
 def embedding_map(embeddings, ef, method="tsne", seed=0):

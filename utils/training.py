@@ -92,7 +92,8 @@ def end_of_epoch(opt, dist, log, wandb_run, epoch, lr, model, regressor, val_set
     is_best = metrics["mae"] <= best["error"]
     if is_best:
         best.update(error=metrics["mae"], epoch=epoch)
-    log.info(f"Epoch {epoch} validation: {format_metrics(metrics)} | best MAE {best['error']:.3f} (epoch {best['epoch']})")
+    log.info(f"Epoch {epoch} validation: {format_metrics(metrics)} | "
+             f"best MAE {best['error']:.3f} (epoch {best['epoch']})")
     if dist.is_main:
         # best.pth first: a crash between the two writes leaves best.pth current and last.pth one epoch older.
         if is_best:
@@ -156,17 +157,21 @@ def final_report(opt, dist, log, wandb_run, model, regressor, amp):
         start = time.time()
         metrics, result = run_evaluation(opt, dist, model, regressor, eval_dataset(opt, split), amp, split)
         report[split] = metrics
-        log.info(f"{split.capitalize():5s} {format_metrics(metrics)}  ({len(result['names'])} videos, {time.time() - start:.0f}s)")
+        log.info(f"{split.capitalize():5s} {format_metrics(metrics)}  "
+                 f"({len(result['names'])} videos, {time.time() - start:.0f}s)")
         if wandb_run is not None:
             figures.update(embedding_maps(result["embeddings"], result["labels"], f"(Best) {split.capitalize()}"))
         if dist.is_main and split == "test":  # the wandb t-SNE when there is one: computed once
-            tsne = figures.get("(Best) Test TSNE (ef)") or embedding_map(result["embeddings"], result["labels"], "tsne", 7)
+            tsne = figures.get("(Best) Test TSNE (ef)")
+            if tsne is None:
+                tsne = embedding_map(result["embeddings"], result["labels"], "tsne", 7)
             save_figure(tsne, os.path.join(opt.save_folder, "test_embeddings_tsne.png"), close=wandb_run is None)
     if dist.is_main:
         atomic_write_json(report, os.path.join(opt.save_folder, "final_metrics.json"))
         if wandb_run is not None:
+            names = (("R2", "r2"), ("L2", "rmse"), ("L1", "mae"))
             wandb_run.log({f"(Best) {split.capitalize()} {name}": report[split][key]
-                           for split in ("test", "val", "train") for name, key in (("R2", "r2"), ("L2", "rmse"), ("L1", "mae"))})
+                           for split in ("test", "val", "train") for name, key in names})
             log_images(wandb_run, figures)
     log.info(f"Saved in {opt.save_folder}: best.pth, last.pth, training.log, final_metrics.json")
     return report
