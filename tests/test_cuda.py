@@ -1,0 +1,113 @@
+"""GPU paths: mixed precision, batched three-clip inference and the three scripts on CUDA.
+
+Skipped where no CUDA device is present (CI); run on a GPU machine with `python3 -m pytest -q tests/test_cuda.py`
+(benchmarks/gpu_benchmarks.sh does).
+"""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import test_with_three_clips
+import train_first_stage
+import train_second_stage
+from datasets import EchoNetTest
+from datasets.synthetic import make_synthetic_echonet
+from losses import RnCLoss
+from models import get_feature_extractor, get_shallow_mlp_head
+from utils.checkpoint import load_checkpoint
+from utils.distributed import init_distributed
+from utils.evaluation import predict
+from utils.runtime import autocast, grad_scaler
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+CUDA = torch.device("cuda")
+TINY = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--num_workers", "0", "--device", "cuda",
+        "--trial", "0"]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("echonet")
+    make_synthetic_echonet(root, n=12, seed=5)
+    return root
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_amp_training_step_on_cuda(dtype):
+    torch.manual_seed(0)
+    model = get_feature_extractor("uniformer_tiny").to(CUDA).to(memory_format=torch.channels_last_3d)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = grad_scaler(CUDA, dtype)
+    images = torch.randn(8, 3, 8, 112, 112, device=CUDA).contiguous(memory_format=torch.channels_last_3d)
+    labels = torch.tensor([[20.0], [35.0], [50.0], [65.0]], device=CUDA)
+    criterion = RnCLoss(temperature=1.0)
+
+    def rnc(embeddings):  # loss always in fp32
+        return criterion(torch.stack(embeddings.float().split(4), dim=1), labels)
+
+    model.eval()  # no dropout: the low-precision loss is compared with the fp32 one on the same network
+    with torch.no_grad():
+        reference = rnc(model(images)[1])
+        with autocast(CUDA, dtype):
+            low_precision = rnc(model(images)[1])
+    assert low_precision.item() == pytest.approx(reference.item(), rel=0.05)
+
+    model.train()
+    before = [p.detach().clone() for p in model.parameters()]
+    with autocast(CUDA, dtype):
+        _, embeddings = model(images)
+    assert embeddings.dtype == dtype
+    loss = rnc(embeddings)
+    assert loss.dtype == torch.float32
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    after = list(model.parameters())
+    assert all(torch.isfinite(p).all() for p in after)
+    assert any(not torch.equal(b, a) for b, a in zip(before, after))
+
+
+def test_batched_cuda_predictions_match_cpu(data):
+    torch.manual_seed(0)
+    model = get_feature_extractor("uniformer_tiny").eval()
+    regressor = get_shallow_mlp_head(model.head.in_features).eval()
+    dataset = EchoNetTest(str(data), 8, 2, None, split="all", n_clips=3, seed=0)
+    on_cpu = predict(model, regressor, dataset, init_distributed("cpu"), batch_size=1)
+    model, regressor = model.to(CUDA), regressor.to(CUDA)
+    one_video = predict(model, regressor, dataset, init_distributed("cuda"), batch_size=1)
+    batched = predict(model, regressor, dataset, init_distributed("cuda"), batch_size=5)
+    assert batched["names"] == on_cpu["names"] and batched["clip_predictions"].shape == (len(dataset), 3)
+    # cuDNN may use TF32 and other algorithms than the CPU: equal up to float noise, in EF points
+    np.testing.assert_allclose(batched["clip_predictions"], one_video["clip_predictions"], atol=0.05)
+    np.testing.assert_allclose(batched["predictions"], on_cpu["predictions"], atol=0.05)
+    np.testing.assert_array_equal(batched["starts"], on_cpu["starts"])
+
+
+def test_scripts_run_on_cuda_and_checkpoints_load_on_cpu(data, tmp_path):
+    train_first_stage.main(["--data_folder", str(data), *TINY, "--save_root", str(tmp_path), "--run_name", "s1",
+                            "--batch_size", "4", "--epochs", "0", "--aug", "--channels_last"])
+    stage1 = load_checkpoint(tmp_path / "s1" / "best.pth")  # map_location cpu
+    assert all(v.device.type == "cpu" for v in stage1["model"].values())
+    assert all(torch.isfinite(v).all() for v in stage1["model"].values() if v.is_floating_point())
+    last = load_checkpoint(tmp_path / "s1" / "last.pth")
+    assert last["resume"]["scaler"] == {}  # bf16 (the default on capable GPUs) or fp32: no loss scaling
+
+    train_second_stage.main(["--data_folder", str(data), *TINY, "--save_root", str(tmp_path), "--run_name", "s2",
+                             "--pretrained_weights", str(tmp_path / "s1" / "best.pth"), "--batch_size", "4",
+                             "--epochs", "0", "--amp", "fp16"])
+    stage2 = load_checkpoint(tmp_path / "s2" / "last.pth")
+    for key, value in stage1["model"].items():  # the encoder stays frozen on the GPU too
+        assert torch.equal(value, stage2["model"][key]), key
+    assert stage2["resume"]["scaler"] == {}  # the regressor trains in fp32 whatever --amp says
+
+    out = tmp_path / "test" / "test.pkl"
+    metrics = test_with_three_clips.main([
+        "--data_folder", str(data), "--pretrained_weights", str(tmp_path / "s2" / "best.pth"),
+        "--path_save_test_files", str(out), "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2",
+        "--num_workers", "2", "--device", "cuda", "--batch_size", "4"])
+    saved = json.loads((out.parent / "metrics.json").read_text())
+    assert saved["mean_of_clips"]["mae"] == pytest.approx(metrics["mae"])
+    assert np.isfinite(metrics["mae"]) and out.exists()
