@@ -40,8 +40,9 @@ def test_autocast_forward_runs_in_low_precision_and_loss_in_fp32(dtype):
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_stage1_trains_with_amp(data, tmp_path, amp):
-    train_first_stage.main(["--data_folder", str(data), "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2",
-                            "--batch_size", "4", "--epochs", "0", "--num_workers", "0", "--device", "cpu",
+    train_first_stage.main(["--data_folder", str(data), "--model", "uniformer_tiny",
+                            "--frames", "8", "--frequency", "2", "--batch_size", "4", "--epochs", "0",
+                            "--num_workers", "0", "--device", "cpu",
                             "--amp", amp, "--save_root", str(tmp_path), "--run_name", amp, "--channels_last"])
     last = load_checkpoint(tmp_path / amp / "last.pth")
     assert all(torch.isfinite(v).all() for v in last["model"].values() if v.is_floating_point())

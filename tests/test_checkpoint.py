@@ -39,10 +39,10 @@ def test_saved_checkpoints_follow_released_layout(tmp_path):
 
     ours_model = [(k, list(v.shape)) for k, v in best["model"].items()]
     ours_regressor = [(k, list(v.shape)) for k, v in best["regressor"].items()]
-    model_entries = reference["model"] if isinstance(reference["model"], list) else reference["model"]["entries"]
-    regressor_entries = reference["regressor"] if isinstance(reference["regressor"], list) else reference["regressor"]["entries"]
-    assert ours_model == layout(model_entries)
-    assert ours_regressor == layout(regressor_entries)
+    def entries(name):
+        return reference[name] if isinstance(reference[name], list) else reference[name]["entries"]
+    assert ours_model == layout(entries("model"))
+    assert ours_regressor == layout(entries("regressor"))
 
 
 def test_loads_checkpoints_with_module_prefix(tmp_path):

@@ -30,7 +30,8 @@ def write_avi(path, frames, fps=50):
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
     assert writer.isOpened()
     for frame in frames:
-        writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR) if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+        conversion = cv2.COLOR_GRAY2BGR if frame.ndim == 2 else cv2.COLOR_RGB2BGR
+        writer.write(cv2.cvtColor(frame, conversion))
     writer.release()
 
 
@@ -582,7 +583,8 @@ def edit_filelist(root, fn):
     (lambda t: t.assign(EF=["55", "abc"]), ValueError, r"data row 2 \(FileName V001.avi\): EF 'abc' is not a number"),
     (lambda t: t.assign(EF=["nan", "55"]), ValueError, r"data row 1 \(FileName V000.avi\): EF 'nan' is missing"),
     (lambda t: t.assign(EF=["55", ""]), ValueError, r"data row 2 \(FileName V001.avi\): EF '' is missing"),
-    (lambda t: t.assign(EF=["120", "55"]), ValueError, r"data row 1 \(FileName V000.avi\): EF '120' is outside \[0, 100\]"),
+    (lambda t: t.assign(EF=["120", "55"]), ValueError,
+     r"data row 1 \(FileName V000.avi\): EF '120' is outside \[0, 100\]"),
     (lambda t: t.assign(EF=["55", "-3"]), ValueError, r"EF '-3' is outside"),
 ])
 def test_bad_filelist(tmp_path, edit, error, message):
@@ -596,7 +598,8 @@ def test_missing_videos_are_listed_in_one_error(tmp_path):
     root, _ = make_dataset(tmp_path, [30] * 8)
     for i in (1, 2, 3, 4, 5, 6):
         (root / "Videos" / f"V00{i}.avi").unlink()
-    with pytest.raises(FileNotFoundError, match=r"^6 video\(s\) of split 'train'.*V001.avi, V002.avi, V003.avi, V004.avi, V005.avi, \.\.\.$"):
+    listed = r"V001.avi, V002.avi, V003.avi, V004.avi, V005.avi, \.\.\.$"
+    with pytest.raises(FileNotFoundError, match=r"^6 video\(s\) of split 'train'.*" + listed):
         EchoNet(root)
 
 

@@ -69,9 +69,9 @@ def test_training_scripts_under_torchrun(tmp_path):
               "--batch_size", "2", "--epochs", "0", "--num_workers", "0", "--device", "cpu",
               "--save_root", str(tmp_path / "save")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}
+    stage1_best = str(tmp_path / "save" / "s1" / "best.pth")
     for script, extra in (("train_first_stage.py", ["--run_name", "s1", "--aug"]),
-                          ("train_second_stage.py", ["--run_name", "s2",
-                                                     "--pretrained_weights", str(tmp_path / "save" / "s1" / "best.pth")])):
+                          ("train_second_stage.py", ["--run_name", "s2", "--pretrained_weights", stage1_best])):
         torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
                     "--master_addr", "127.0.0.1", "--master_port", str(free_port())]
         result = subprocess.run([*torchrun, script, *common, *extra], cwd=REPO_ROOT, env=env, capture_output=True,

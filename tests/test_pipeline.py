@@ -77,8 +77,9 @@ def test_stage2_without_checkpoint_fails_clearly(data, tmp_path):
 def test_three_clip_test_outputs(stage1, data, tmp_path):
     out = tmp_path / "results" / "test.pkl"
     metrics = test_with_three_clips.main(["--data_folder", str(data), "--pretrained_weights", str(stage1 / "best.pth"),
-                                          "--path_save_test_files", str(out), "--model", "uniformer_tiny", "--frames", "8",
-                                          "--frequency", "2", "--num_workers", "0", "--device", "cpu", "--batch_size", "3"])
+                                          "--path_save_test_files", str(out), "--model", "uniformer_tiny",
+                                          "--frames", "8", "--frequency", "2", "--num_workers", "0",
+                                          "--device", "cpu", "--batch_size", "3"])
     with open(out, "rb") as f:
         released = pickle.load(f)
     assert list(released) == ["N clips", "metrics xN clips", "best_metrics x1 clip", "best_aux x1 clip"]
@@ -87,7 +88,8 @@ def test_three_clip_test_outputs(stage1, data, tmp_path):
     assert list(table.columns) == ["video", "EF", "start_0", "start_1", "start_2", "pred_clip_0", "pred_clip_1",
                                    "pred_clip_2", "pred_mean"]
     assert table["video"].str.endswith(".avi").all()
-    np.testing.assert_allclose(table["pred_mean"], table[["pred_clip_0", "pred_clip_1", "pred_clip_2"]].mean(axis=1), atol=2e-4)
+    clip_mean = table[["pred_clip_0", "pred_clip_1", "pred_clip_2"]].mean(axis=1)
+    np.testing.assert_allclose(table["pred_mean"], clip_mean, atol=2e-4)
     recomputed = regression_metrics(table["pred_mean"], table["EF"])
     assert recomputed["mae"] == pytest.approx(metrics["mae"], abs=1e-3)
     assert float(released["metrics xN clips"]["l1"]) == pytest.approx(metrics["mae"], rel=1e-5)
