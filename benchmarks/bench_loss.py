@@ -15,6 +15,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from losses import RnCLoss  # noqa: E402
+from proc_memory import status_kib  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 
 def loop_rnc_loss(features: torch.Tensor, labels: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
@@ -78,20 +79,13 @@ def peak_extra_mib(name: str, bs: int, dim: int) -> float:
     return float(out.stdout.strip())
 
 
-def peak_rss_kib() -> int:
-    # VmHWM restarts with every exec; ru_maxrss would carry over the parent's peak.
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    raise RuntimeError("bench_loss: no VmHWM line in /proc/self/status (Linux only)")
-
-
 def memory_child(name: str, bs: int, dim: int) -> None:
     features, labels = make_inputs(bs, dim)
     forward_backward(IMPLEMENTATIONS[name], *make_inputs(2, dim))  # load kernels before measuring
-    before = peak_rss_kib()
+    # VmHWM restarts with every exec; ru_maxrss would carry over the parent's peak.
+    before = status_kib("VmHWM")
     forward_backward(IMPLEMENTATIONS[name], features, labels)
-    print((peak_rss_kib() - before) / 1024)
+    print((status_kib("VmHWM") - before) / 1024)
 
 
 def main() -> None:
