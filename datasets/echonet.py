@@ -28,9 +28,12 @@ import pandas as pd
 import torch
 from torchvision.transforms.v2 import functional as TF
 
+from utils.errors import BadInputError, MissingInputError
+
 from .cache import open_cached
+from .headers import frame_counts
 from .start_indexes import load_start_indexes
-from .video import SIZE, VideoReader, frame_count
+from .video import SIZE, VideoReader
 
 MEAN = np.array([0.12741163, 0.1279413, 0.12912785]) * 255
 STD = np.array([0.19557191, 0.19562256, 0.1965878]) * 255
@@ -61,28 +64,28 @@ def _some(names, k: int = 5) -> str:
 def read_filelist(path: Path) -> pd.DataFrame:
     """FileList.csv with FileName (ending in .avi), EF (float), Split (lower case) checked."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingInputError(f"{path} does not exist")
     try:
         table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     except pd.errors.EmptyDataError:
-        raise ValueError(f"{path} is empty") from None
+        raise BadInputError(f"{path} is empty") from None
     missing = [c for c in ("FileName", "EF", "Split") if c not in table.columns]
     if missing:
-        raise ValueError(f"{path} lacks required column(s) {', '.join(missing)} (has: {', '.join(table.columns)})")
+        raise BadInputError(f"{path} lacks required column(s) {', '.join(missing)} (has: {', '.join(table.columns)})")
     for i, name in enumerate(table["FileName"]):
         if not name.strip():
-            raise ValueError(f"{path} data row {i + 1}: empty FileName")
+            raise BadInputError(f"{path} data row {i + 1}: empty FileName")
     table["FileName"] = table["FileName"].map(_with_avi)
     duplicated = table["FileName"][table["FileName"].duplicated()]
     if len(duplicated):
-        raise ValueError(f"{path}: FileName {duplicated.iloc[0]} appears more than once")
+        raise BadInputError(f"{path}: FileName {duplicated.iloc[0]} appears more than once")
     ef = pd.to_numeric(table["EF"].str.strip(), errors="coerce")
     for i in np.flatnonzero(ef.isna() | (ef < 0) | (ef > 100)):
         raw, where = table["EF"].iloc[i], f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]})"
         if raw.strip().lower() not in ("", "nan") and np.isnan(ef.iloc[i]):
-            raise ValueError(f"{where}: EF {raw!r} is not a number")
+            raise BadInputError(f"{where}: EF {raw!r} is not a number")
         problem = "missing (NaN)" if np.isnan(ef.iloc[i]) else "outside [0, 100]"
-        raise ValueError(f"{where}: EF {raw!r} is {problem}")
+        raise BadInputError(f"{where}: EF {raw!r} is {problem}")
     table["EF"] = ef
     table["Split"] = table["Split"].str.strip().str.lower()
     return table
@@ -91,17 +94,17 @@ def read_filelist(path: Path) -> pd.DataFrame:
 def traced_frame_counts(path: Path, listed: set[str]) -> pd.Series:
     """Distinct traced frames per video (index: names with .avi) of VolumeTracings.csv."""
     if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
+        raise MissingInputError(f"{path} does not exist")
     with open(path, encoding="utf-8-sig") as f:
         header = [h.strip() for h in f.readline().strip().split(",")]
     if header != TRACINGS_HEADER:
-        raise ValueError(f"{path}: header must be exactly {','.join(TRACINGS_HEADER)}, got {','.join(header)}")
+        raise BadInputError(f"{path}: header must be exactly {','.join(TRACINGS_HEADER)}, got {','.join(header)}")
     table = pd.read_csv(path, usecols=["FileName", "Frame"], dtype=str, skipinitialspace=True, encoding="utf-8-sig")
     frame = pd.to_numeric(table["Frame"], errors="coerce")
     bad = np.flatnonzero(frame.isna() | (frame < 0) | (frame != frame.round()))
     if len(bad):
         i = bad[0]
-        raise ValueError(f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]}): "
+        raise BadInputError(f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]}): "
                          f"Frame {table['Frame'].iloc[i]!r} is not a frame index")
     names = table["FileName"].map(_with_avi)
     unknown = sorted(set(names) - listed)
@@ -110,31 +113,35 @@ def traced_frame_counts(path: Path, listed: set[str]) -> pd.Series:
     return pd.Series(frame.to_numpy(), index=names.to_numpy()).groupby(level=0).nunique()
 
 
-def load_split(root: str | os.PathLike, split: str) -> pd.DataFrame:
-    """Rows of FileList.csv in `split` (or all) whose video exists and has >= 2 traced frames."""
+def load_split(root: str | os.PathLike, split: str, cache_dir=None) -> pd.DataFrame:
+    """Rows of FileList.csv in `split` (or all) whose video exists and has >= 2 traced frames, with the
+    frame count of every video read from its header (column `frames`; see headers.py)."""
     root = Path(root)
     if not root.is_dir():
-        raise FileNotFoundError(f"EchoNet data folder {root} does not exist")
+        raise MissingInputError(f"EchoNet data folder {root} does not exist")
     if not any(root.iterdir()):
-        raise FileNotFoundError(f"EchoNet data folder {root} is empty")
+        raise MissingInputError(f"EchoNet data folder {root} is empty")
     table = read_filelist(root / "FileList.csv")
     traced = traced_frame_counts(root / "VolumeTracings.csv", set(table["FileName"]))
     if split != "all":
         table = table[table["Split"] == split]
     videos = root / "Videos"
     if not videos.is_dir():
-        raise FileNotFoundError(f"video folder {videos} does not exist")
+        raise MissingInputError(f"video folder {videos} does not exist")
     present = set(os.listdir(videos))
     missing = [name for name in table["FileName"] if name not in present]
     if missing:
-        raise FileNotFoundError(f"{len(missing)} video(s) of split '{split}' listed in {root / 'FileList.csv'} "
+        raise MissingInputError(f"{len(missing)} video(s) of split '{split}' listed in {root / 'FileList.csv'} "
                                 f"are missing from {videos}: {_some(missing)}")
     listed = len(table)
     table = table[table["FileName"].map(traced).fillna(0).to_numpy() >= 2]
     if table.empty:
-        raise ValueError(f"split '{split}' of {root} has no video with >= 2 traced frames "
-                         f"({listed} listed in FileList.csv)")
-    return table.reset_index(drop=True)
+        raise BadInputError(f"split '{split}' of {root} has no video with >= 2 traced frames "
+                            f"({listed} listed in FileList.csv)")
+    table = table.reset_index(drop=True)
+    counts = frame_counts(videos, list(table["FileName"]), cache_dir)
+    table["frames"] = table["FileName"].map(counts).astype(np.int64)
+    return table
 
 
 def padded_length(num_frames: int, frames: int, frequency: int) -> int:
@@ -185,9 +192,10 @@ class EchoNet(torch.utils.data.Dataset):
         # shared memory: persistent DataLoader workers hold copies of this object but see set_epoch
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
         self.cache_dir = None if cache_dir is None else Path(cache_dir)
-        self.filelist = load_split(self.root, self.split)
+        self.filelist = load_split(self.root, self.split, cache_dir)
         self.vnames: list[str] = list(self.filelist["FileName"])
         self.labels: np.ndarray = self.filelist["EF"].to_numpy(np.float32)
+        self.num_frames: np.ndarray = self.filelist["frames"].to_numpy(np.int64)  # from the headers
 
     def __len__(self) -> int:
         return len(self.vnames)
@@ -272,20 +280,20 @@ class EchoNetRNC(EchoNet):
         return self._item(index, view1), self._item(index, view2)
 
 
-class EchoNetTest(EchoNet):
-    """Fixed clips per video: dict(name, image [n_clips, 3, frames, 112, 112], starts, label, ef).
+class EchoNetFixedClips(EchoNet):
+    """Fixed clips per video, for validation and testing: dict(name, image [n_clips, 3, frames, 112, 112],
+    starts, label, ef).
 
-    Starts come from `path_test_start_indexes` (pickle / JSON / CSV, see start_indexes.py; n_clips
-    is then taken from the file), else they are drawn once with numpy.random.default_rng(seed)
-    uniformly in each video's valid range and kept in `self.start_indexes` (name -> int64 array).
+    Starts come from `path_test_start_indexes` (pickle / JSON / CSV, see start_indexes.py; n_clips is
+    then taken from the file), else they are drawn once with numpy.random.default_rng(seed) uniformly
+    in each video's valid range. Either way they are kept in `self.start_indexes` (name -> int64 array).
     """
 
-    def __init__(self, root, frames: int, frequency: int, path_test_start_indexes=None, split: str = "test",
-                 n_clips: int = 3, seed: int = 0, cache_dir=None, max_frames: int = 250):
+    def __init__(self, root, split: str = "val", frames: int = 16, frequency: int = 2, n_clips: int = 1,
+                 seed: int = 0, path_test_start_indexes=None, cache_dir=None, max_frames: int = 250):
         super().__init__(root, split, frames, frequency, aug=False, seed=None, cache_dir=cache_dir,
                          max_frames=max_frames)
-        # frame counts from the headers (nothing decoded)
-        counts = {name: frame_count(self.video_path(i)) for i, name in enumerate(self.vnames)}
+        counts = dict(zip(self.vnames, self.num_frames.tolist()))
         if path_test_start_indexes is None:
             n_clips = _positive_int("n_clips", n_clips)
             rng = np.random.default_rng(seed)
@@ -297,23 +305,53 @@ class EchoNetTest(EchoNet):
             starts = load_start_indexes(path)
             missing = [name for name in self.vnames if name not in starts]
             if missing:
-                raise ValueError(f"{path} has no start indexes for {len(missing)} video(s) of split "
-                                 f"'{self.split}': {_some(missing)}")
+                raise BadInputError(f"{path} has no start indexes for {len(missing)} video(s) of split "
+                                    f"'{self.split}': {_some(missing)}")
             for name in self.vnames:
                 high = num_starts(counts[name], self.frames, self.frequency)
                 for start in starts[name]:
                     if not 0 <= start < high:
-                        raise ValueError(
+                        raise BadInputError(
                             f"{path}: start {start} of {name} is out of range [0, {high}) "
                             f"({counts[name]} frames, frames={self.frames}, frequency={self.frequency})")
             self.start_indexes = {name: starts[name] for name in self.vnames}
         self.n_clips = len(self.start_indexes[self.vnames[0]])
 
+    def _starts(self, index: int) -> np.ndarray:
+        return self.start_indexes[self.vnames[index]]
+
     def __getitem__(self, index: int) -> dict:
         index = range(len(self))[index]
-        starts = self.start_indexes[self.vnames[index]]
+        starts = self._starts(index)
         with self._open(index) as video:
             clips = self._cut(video, starts, [None] * len(starts))
         item = self._item(index, torch.stack(clips))
         item["starts"] = torch.from_numpy(starts.copy())
+        return item
+
+
+class EchoNetTest(EchoNetFixedClips):
+    """The test split at fixed start indexes (the released `test_start_indexes.pkl`, or drawn with `seed`).
+
+    With `trial=k` an item is the single clip at the k-th start of each video, image [3, frames, 112, 112],
+    as the released class gives it; with `trial=None` (default) it holds all clips, [n_clips, 3, ...].
+    """
+
+    def __init__(self, root, split: str = "test", frames: int = 16, frequency: int = 2,
+                 path_test_start_indexes=None, trial: int | None = None, n_clips: int = 3, seed: int = 0,
+                 cache_dir=None, max_frames: int = 250):
+        super().__init__(root, split, frames, frequency, n_clips=n_clips, seed=seed,
+                         path_test_start_indexes=path_test_start_indexes, cache_dir=cache_dir, max_frames=max_frames)
+        if trial is not None and not 0 <= trial < self.n_clips:
+            raise ValueError(f"trial must lie in [0, {self.n_clips}) (one per start), got {trial!r}")
+        self.trial = trial
+
+    def _starts(self, index: int) -> np.ndarray:
+        starts = super()._starts(index)
+        return starts if self.trial is None else starts[self.trial:self.trial + 1]
+
+    def __getitem__(self, index: int) -> dict:
+        item = super().__getitem__(index)
+        if self.trial is not None:
+            item["image"] = item["image"][0]
         return item

@@ -15,11 +15,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from utils.errors import BadInputError, MissingInputError, UserError
 from utils.io import atomic_open
 
 
-class UnsafePickleError(pickle.UnpicklingError):
+class UnsafePickleError(UserError, pickle.UnpicklingError):
     """A pickle asked for a global outside the allow-list."""
+
+
+class UnreadablePickleError(BadInputError, pickle.UnpicklingError):
+    """A truncated or garbled pickle."""
 
 
 def _numpy_core(submodule: str):
@@ -73,21 +78,21 @@ def _with_avi(name: str) -> str:
 
 def _validate(raw, path: str) -> dict[str, np.ndarray]:
     if not isinstance(raw, dict) or not raw:
-        raise ValueError(f"{path}: expected a non-empty mapping video name -> start indexes, got {type(raw).__name__}")
+        raise BadInputError(f"{path}: expected a non-empty mapping video name -> start indexes, got {type(raw).__name__}")
     starts, length = {}, None
     for name, values in raw.items():
         array = np.asarray(values)
         if array.ndim != 1 or array.size == 0:
-            raise ValueError(f"{path}: starts of {name} must be a non-empty 1-D list, got shape {array.shape}")
+            raise BadInputError(f"{path}: starts of {name} must be a non-empty 1-D list, got shape {array.shape}")
         if array.dtype.kind not in "iu":
-            raise ValueError(f"{path}: starts of {name} must be integers, got {array.tolist()}")
+            raise BadInputError(f"{path}: starts of {name} must be integers, got {array.tolist()}")
         if length is None:
             length = array.size
         elif array.size != length:
-            raise ValueError(f"{path}: {name} has {array.size} starts, other videos have {length}")
+            raise BadInputError(f"{path}: {name} has {array.size} starts, other videos have {length}")
         starts[_with_avi(name)] = array.astype(np.int64)
     if len(starts) != len(raw):
-        raise ValueError(f"{path}: the same video is listed twice (with and without .avi)")
+        raise BadInputError(f"{path}: the same video is listed twice (with and without .avi)")
     return starts
 
 
@@ -98,7 +103,7 @@ def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"start index file {path} does not exist")
+        raise MissingInputError(f"start index file {path} does not exist")
     suffix = Path(path).suffix.lower()
     if suffix in (".pkl", ".pickle"):
         with open(path, "rb") as f:
@@ -107,24 +112,24 @@ def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
             except UnsafePickleError:
                 raise
             except Exception as e:  # truncated or garbled file
-                raise pickle.UnpicklingError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+                raise UnreadablePickleError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
     elif suffix == ".json":
         with open(path) as f:
             try:
                 raw = json.load(f)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}: not valid JSON ({e})") from None
+                raise BadInputError(f"{path}: not valid JSON ({e})") from None
     elif suffix == ".csv":
         table = pd.read_csv(path)
         columns = [c for c in table.columns if c != "FileName"]
         if "FileName" not in table.columns or not columns:
-            raise ValueError(f"{path}: expected columns FileName,start0,start1,..., got {','.join(table.columns)}")
+            raise BadInputError(f"{path}: expected columns FileName,start0,start1,..., got {','.join(table.columns)}")
         if table["FileName"].duplicated().any():
             twice = table["FileName"][table["FileName"].duplicated()].iloc[0]
-            raise ValueError(f"{path}: FileName {twice} is listed twice")
+            raise BadInputError(f"{path}: FileName {twice} is listed twice")
         raw = {name: row for name, row in zip(table["FileName"], table[columns].to_numpy())}
     else:
-        raise ValueError(f"{path}: unknown start index format {suffix!r} (use .pkl, .json or .csv)")
+        raise BadInputError(f"{path}: unknown start index format {suffix!r} (use .pkl, .json or .csv)")
     return _validate(raw, path)
 
 

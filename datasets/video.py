@@ -27,6 +27,8 @@ import warnings
 import cv2
 import numpy as np
 
+from utils.errors import BadInputError, MissingInputError
+
 SIZE = 112  # EchoNet-Dynamic frames are 112x112
 
 
@@ -42,14 +44,14 @@ class VideoReader:
     def __init__(self, path: str | os.PathLike):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
-            raise FileNotFoundError(f"video file {self.path} does not exist")
+            raise MissingInputError(f"video file {self.path} does not exist")
         self._cap = cv2.VideoCapture(self.path)
         if not self._cap.isOpened():
-            raise ValueError(f"video file {self.path} cannot be opened (corrupt or not a video)")
+            raise BadInputError(f"video file {self.path} cannot be opened (corrupt or not a video)")
         self.num_frames = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT))
         if self.num_frames <= 0:
             self.close()
-            raise ValueError(f"video file {self.path} has no frames")
+            raise BadInputError(f"video file {self.path} has no frames")
         self._warned = False
         self._used = False
 
@@ -74,13 +76,13 @@ class VideoReader:
         k = 0  # position in `wanted`
         for i in range(int(wanted[-1]) + 1):
             if not self._cap.grab():
-                raise ValueError(f"{self.path}: frame {i} cannot be read (header says {self.num_frames} frames; "
+                raise BadInputError(f"{self.path}: frame {i} cannot be read (header says {self.num_frames} frames; "
                                  "truncated or corrupt video)")
             if i != wanted[k]:
                 continue
             ok, bgr = self._cap.retrieve()
             if not ok:
-                raise ValueError(f"{self.path}: frame {i} cannot be decoded (corrupt video)")
+                raise BadInputError(f"{self.path}: frame {i} cannot be decoded (corrupt video)")
             if bgr.shape[:2] != (SIZE, SIZE):
                 self._warn_resize(bgr.shape[1], bgr.shape[0])
                 bgr = cv2.resize(bgr, (SIZE, SIZE), interpolation=cv2.INTER_AREA)

@@ -6,7 +6,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import load_checkpoint, load_state_dict_strict
+from utils.checkpoint import load_checkpoint, load_model_and_regressor, load_state_dict_strict, strip_module_prefix
+from utils.errors import BadInputError
+from utils.weights import resolve_weights
 
 from .regressor import MEAN_EF
 from .uniformer import UniFormer, uniformer_base, uniformer_small, uniformer_tiny
@@ -21,7 +23,8 @@ _WRAPPER_KEYS = ('model', 'state_dict', 'model_state')  # where training checkpo
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state_dict saved by torch.save (safely: weights_only): plain, or wrapped under
-    'model'/'state_dict'/'model_state'."""
+    'model'/'state_dict'/'model_state'. `path` may be hf://OWNER/REPO/FILE (utils/weights.py)."""
+    path = resolve_weights(path)
     obj = load_checkpoint(path)
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
@@ -29,13 +32,49 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
                 obj = obj[key]
                 break
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f'{os.fspath(path)}: does not hold a state_dict (a mapping of names to tensors)')
+        raise BadInputError(f'{os.fspath(path)}: does not hold a state_dict (a mapping of names to tensors)')
     return dict(obj)
 
 
+def fitting_model_name(state_dict: Mapping) -> Optional[str]:
+    """The builder whose encoder has exactly these names and shapes (the head aside), or None."""
+    shapes = {k: tuple(v.shape) for k, v in strip_module_prefix(state_dict).items() if not k.startswith('head.')}
+    for name, builder in _BUILDERS.items():
+        expected = {k: tuple(v.shape) for k, v in builder(num_classes=1).state_dict().items()
+                    if not k.startswith('head.')}
+        if expected == shapes:
+            return name
+    return None
+
+
+def _with_model_hint(error: BadInputError, state_dict: Mapping, model: nn.Module) -> BadInputError:
+    name = fitting_model_name(state_dict)
+    if name is None or type(model).__name__ != 'UniFormer':
+        return error
+    return BadInputError(f'{error}; these are {name} weights: use --model {name}')
+
+
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:
-    """Strictly load the weights in `path` into `model`; any mismatch -> one-line ValueError."""
-    load_state_dict_strict(model, load_state_dict_file(path), 'pretrained', os.fspath(path))
+    """Strictly load the weights in `path` into `model`; any mismatch -> one line (naming the --model
+    that fits them when one of the known ones does)."""
+    state_dict = load_state_dict_file(path)
+    try:
+        load_state_dict_strict(model, state_dict, 'pretrained', os.fspath(path))
+    except BadInputError as e:
+        raise _with_model_hint(e, state_dict, model) from None
+
+
+def load_coreecho_checkpoint(path: str | os.PathLike, model: nn.Module, regressor: nn.Module) -> dict:
+    """Load 'model' and 'regressor' of a CoReEcho checkpoint (released or ours; a path or hf://OWNER/REPO/FILE);
+    a checkpoint of another architecture names the --model that fits it."""
+    path = resolve_weights(path)
+    try:
+        return load_model_and_regressor(path, model, regressor)
+    except BadInputError as e:
+        checkpoint = load_checkpoint(path)
+        if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get('model'), Mapping):
+            raise _with_model_hint(e, checkpoint['model'], model) from None
+        raise
 
 
 def get_feature_extractor(name: str, pretrained_weights: Optional[str | os.PathLike] = None,

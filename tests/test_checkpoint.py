@@ -1,7 +1,9 @@
 """Checkpoint format, safe loading and atomic writes."""
 import argparse
+import errno
 import json
 import os
+import stat
 import pickle
 from pathlib import Path
 
@@ -10,7 +12,8 @@ import torch
 
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.checkpoint import load_checkpoint, load_model_and_regressor, save_best, save_last, strip_module_prefix
-from utils.io import atomic_open, atomic_torch_save, check_writable_folder
+from utils.errors import OutputError
+from utils.io import atomic_open, atomic_torch_save, atomic_write_json, check_writable_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -126,12 +129,44 @@ def test_atomic_write_leaves_old_file_on_crash(tmp_path):
 def test_unwritable_folder_is_reported(tmp_path):
     locked = tmp_path / "locked"
     locked.mkdir(mode=0o500)
-    with pytest.raises(PermissionError, match="locked"):
+    with pytest.raises(OutputError, match="locked"):
         check_writable_folder(str(locked / "run"))
 
 
 def test_unwritable_folder_is_reported_even_as_root(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(PermissionError, match="a_file"):
+    with pytest.raises(OutputError, match="a_file"):
         check_writable_folder(str(blocker / "run"))
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
+def test_atomic_files_get_the_umask_mode(tmp_path, umask):
+    """mkstemp creates 0600 files; results must be readable as a plain open() would make them."""
+    previous = os.umask(umask)
+    try:
+        atomic_torch_save({"v": torch.tensor(1)}, tmp_path / "best.pth")
+        atomic_write_json({"mae": 1.0}, tmp_path / "metrics.json")
+    finally:
+        os.umask(previous)
+    for name in ("best.pth", "metrics.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("code, reason", [(errno.ENOSPC, "no space left on device"),
+                                          (errno.EROFS, "read-only file system"),
+                                          (errno.EACCES, "permission denied")])
+def test_failed_write_names_the_reason_and_the_file_and_keeps_the_old_one(tmp_path, monkeypatch, code, reason):
+    target = tmp_path / "last.pth"
+    atomic_torch_save({"epoch": 0}, target)
+
+    def failing_fsync(fd):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OutputError) as error:
+        atomic_torch_save({"epoch": 1}, target)
+    assert str(error.value) == f"{reason} while writing {target}" and error.value.errno == code
+    monkeypatch.undo()
+    assert torch.load(target, weights_only=True)["epoch"] == 0
+    assert sorted(os.listdir(tmp_path)) == ["last.pth"]

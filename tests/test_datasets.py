@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from datasets import (MEAN, STD, EchoNet, EchoNetRNC, EchoNetTest, UnsafePickleError, VideoReader, decode_video,
-                      frame_count, load_start_indexes, open_cached, save_start_indexes)
+from datasets import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNetTest, UnsafePickleError, VideoReader,
+                      decode_video, frame_count, load_start_indexes, open_cached, save_start_indexes)
 from datasets.echonet import NORMALISED
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "echonet_samples"
@@ -345,12 +345,12 @@ def test_set_epoch_reaches_persistent_workers(data):
         fresh.set_epoch(epoch)
         assert torch.equal(through_workers, torch.stack([fresh[i]["image"] for i in range(len(fresh))]))
 
-# ---------------------------------------------------------------- EchoNetTest and start indexes
+# ---------------------------------------------------------------- fixed clips (validation, test) and start indexes
 
 def test_test_set_generated_starts(data):
-    ds = EchoNetTest(data, frames=12, frequency=3, split="train", n_clips=4, seed=2)
-    again = EchoNetTest(data, frames=12, frequency=3, split="train", n_clips=4, seed=2)
-    other = EchoNetTest(data, frames=12, frequency=3, split="train", n_clips=4, seed=3)
+    ds = EchoNetFixedClips(data, "train", frames=12, frequency=3, n_clips=4, seed=2)
+    again = EchoNetFixedClips(data, "train", frames=12, frequency=3, n_clips=4, seed=2)
+    other = EchoNetFixedClips(data, "train", frames=12, frequency=3, n_clips=4, seed=3)
     assert ds.n_clips == 4
     for name, length in zip(ds.vnames, [60, 50, 40]):
         starts = ds.start_indexes[name]
@@ -374,7 +374,7 @@ def test_test_set_with_start_file_json_csv_and_errors(data, tmp_path):
     pd.DataFrame({"FileName": ["V000", "V001", "V002"], "start0": [0, 5, 6], "start1": [26, 16, 0]}).to_csv(
         tmp_path / "starts.csv", index=False)
     for path in (tmp_path / "starts.json", tmp_path / "starts.csv"):
-        ds = EchoNetTest(data, 12, 3, path_test_start_indexes=path, split="train", n_clips=7)
+        ds = EchoNetFixedClips(data, "train", 12, 3, path_test_start_indexes=path, n_clips=7)
         assert ds.n_clips == 2  # taken from the file
         item = ds[1]
         assert item["starts"].tolist() == [5, 16]
@@ -382,14 +382,32 @@ def test_test_set_with_start_file_json_csv_and_errors(data, tmp_path):
 
     save_start_indexes({"V000.avi": [0, 1]}, tmp_path / "partial.json")
     with pytest.raises(ValueError, match=r"partial.json has no start indexes for 2 video\(s\).*V001.avi, V002.avi"):
-        EchoNetTest(data, 12, 3, path_test_start_indexes=tmp_path / "partial.json", split="train")
+        EchoNetFixedClips(data, "train", 12, 3, path_test_start_indexes=tmp_path / "partial.json")
     # V002 has 40 frames: 40 - 33 = 7 valid starts, 7 is out of range
     save_start_indexes({"V000.avi": [0, 1], "V001.avi": [0, 1], "V002.avi": [7, 0]}, tmp_path / "far.json")
     with pytest.raises(ValueError, match=r"far.json: start 7 of V002.avi is out of range \[0, 7\)"):
-        EchoNetTest(data, 12, 3, path_test_start_indexes=tmp_path / "far.json", split="train")
+        EchoNetFixedClips(data, "train", 12, 3, path_test_start_indexes=tmp_path / "far.json")
     save_start_indexes({"V000.avi": [-1, 1], "V001.avi": [0, 1], "V002.avi": [0, 0]}, tmp_path / "neg.json")
     with pytest.raises(ValueError, match=r"start -1 of V000.avi"):
-        EchoNetTest(data, 12, 3, path_test_start_indexes=tmp_path / "neg.json", split="train")
+        EchoNetFixedClips(data, "train", 12, 3, path_test_start_indexes=tmp_path / "neg.json")
+
+
+def test_released_keyword_calls_keep_working(data, tmp_path):
+    """The released classes' keywords: EchoNet/EchoNetRNC(root, split, frames, frequency) and
+    EchoNetTest(root, frames, frequency, path_test_start_indexes, trial) giving the clip at start `trial`."""
+    save_start_indexes({"V000.avi": [0, 26], "V001.avi": [5, 16], "V002.avi": [6, 0]}, tmp_path / "starts.json")
+    assert EchoNet(root=data, split="train", frames=12, frequency=3)[0]["image"].shape == (3, 12, 112, 112)
+    view1, view2 = EchoNetRNC(root=data, split="train", frames=12, frequency=3)[0]
+    assert view1["image"].shape == view2["image"].shape == (3, 12, 112, 112)
+    for trial, expected in ((0, [0, 5, 6]), (1, [26, 16, 0])):
+        ds = EchoNetTest(root=data, split="train", frames=12, frequency=3,
+                         path_test_start_indexes=tmp_path / "starts.json", trial=trial)
+        items = [ds[i] for i in range(len(ds))]
+        assert all(item["image"].shape == (3, 12, 112, 112) for item in items)  # one clip, as released
+        assert [frame_number(to_uint8(item["image"])[0]) for item in items] == expected
+    with pytest.raises(ValueError, match=r"trial must lie in \[0, 2\)"):
+        EchoNetTest(root=data, split="train", frames=12, frequency=3, path_test_start_indexes=tmp_path / "starts.json",
+                    trial=2)
 
 
 def test_start_index_file_validation(tmp_path):
@@ -483,6 +501,8 @@ def test_cache_is_bit_identical_grey_and_mmap(data, tmp_path):
             for a, b in zip(plain[i], cached[i]):
                 assert torch.equal(a["image"], b["image"])
     entries = sorted(p.name for p in cache.iterdir())
+    assert "headers" in entries  # the split's frame counts (datasets/headers.py)
+    entries.remove("headers")
     assert len(entries) == 6 and not [e for e in entries if e.endswith(".tmp")]
     entry = open_cached(data / "Videos" / "V000.avi", cache)
     assert isinstance(entry.frames, np.memmap) and entry.frames.shape == (60, 112, 112, 1)  # grey: 1 channel

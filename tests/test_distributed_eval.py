@@ -1,7 +1,6 @@
 """Validation under torchrun: 2 gloo processes score every video exactly once and give the same
 metrics as one process. Run as a script, this file is the worker of that 2-process run."""
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:  # the worker runs as a plain script
     sys.path.insert(0, str(REPO_ROOT))
 
-from datasets import EchoNetTest  # noqa: E402
+from conftest import free_port  # noqa: E402
+from datasets import EchoNetFixedClips  # noqa: E402
 from datasets.synthetic import make_synthetic_echonet  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
 from utils.distributed import cleanup, init_distributed  # noqa: E402
@@ -25,16 +25,10 @@ def score(data_folder):
     torch.manual_seed(0)
     model = get_feature_extractor("uniformer_tiny")
     regressor = get_shallow_mlp_head(model.head.in_features)
-    dataset = EchoNetTest(str(data_folder), 8, 2, None, split="all", n_clips=2, seed=5)
+    dataset = EchoNetFixedClips(str(data_folder), "all", 8, 2, n_clips=2, seed=5)
     dist = init_distributed("cpu")
     metrics, result = evaluate(model, regressor, dataset, dist, batch_size=3)
     return dist, metrics, result
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_two_processes_match_one(tmp_path):
@@ -61,11 +55,9 @@ def test_two_processes_match_one(tmp_path):
             assert distributed["metrics"][key] == pytest.approx(metrics[key], abs=1e-5)
 
 
-def test_training_scripts_under_torchrun(tmp_path):
+def test_training_scripts_under_torchrun(echonet, tmp_path):
     """Both stages run with 2 gloo processes; rank 0 alone writes checkpoints without 'module.'."""
-    data = tmp_path / "data"
-    make_synthetic_echonet(data, n=14, seed=6)
-    common = ["--data_folder", str(data), "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2",
+    common = ["--data_folder", str(echonet), "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2",
               "--batch_size", "2", "--epochs", "0", "--num_workers", "0", "--device", "cpu",
               "--save_root", str(tmp_path / "save")]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"}

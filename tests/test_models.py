@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from models import (MEAN_EF, UniFormer, get_feature_extractor, get_shallow_mlp_head, uniformer_base,
+from models import (MEAN_EF, get_feature_extractor, get_shallow_mlp_head, uniformer_base,
                     uniformer_small, uniformer_tiny)
 
 FIXTURES = Path(__file__).resolve().parent / 'fixtures'
@@ -276,7 +276,3 @@ def test_drop_path_and_dropout_only_act_in_training():
         noisy.train()
         assert not torch.allclose(noisy(x)[1], noisy(x)[1])
     assert uniformer_small().pos_drop.p == 0.1 and uniformer_base().pos_drop.p == 0.3
-
-
-def test_uniformer_class_exported():
-    assert isinstance(uniformer_tiny(), UniFormer)

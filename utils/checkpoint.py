@@ -11,6 +11,7 @@ import pickle
 
 import torch
 
+from utils.errors import BadInputError, MissingInputError
 from utils.io import atomic_torch_save
 
 # The only non-tensor type the released format holds is the argparse Namespace of options.
@@ -23,23 +24,33 @@ def unwrap(module):
     return module.module if hasattr(module, "module") and isinstance(module.module, torch.nn.Module) else module
 
 
+def _looks_like_torch_file(path):
+    """torch.save writes a zip archive (PK..) or, in the legacy format, a pickle (protocol byte 0x80)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"
+
+
 def load_checkpoint(path, map_location="cpu"):
     """torch.load with weights_only=True; a file that needs arbitrary code is refused."""
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"checkpoint not found: {path}")
+        raise MissingInputError(f"checkpoint not found: {path}")
+    if not _looks_like_torch_file(path):
+        raise BadInputError(f"{path} is not a PyTorch checkpoint (neither a zip archive nor a pickle; "
+                            "a download error page or a wrong file?)")
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(
+        raise BadInputError(
             f"refused to load {path}: it needs objects beyond tensors, numbers, dicts and argparse.Namespace "
             f"({reason[:200]}); only load checkpoints you trust, and convert them to a plain state dict"
         ) from None
     except (RuntimeError, EOFError, OSError) as e:
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise ValueError(f"cannot read checkpoint {path}: {reason}") from None
+        raise BadInputError(f"cannot read checkpoint {path}: {reason}") from None
 
 
 def strip_module_prefix(state_dict):
@@ -65,7 +76,7 @@ def load_state_dict_strict(module, state_dict, what, source):
     problems = [f"{label} {_listing(keys)}" for label, keys in
                 (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", wrong_shape)) if keys]
     if problems:
-        raise ValueError(f"{source}: {what} weights do not fit {type(target).__name__}: " + "; ".join(problems))
+        raise BadInputError(f"{source}: {what} weights do not fit {type(target).__name__}: " + "; ".join(problems))
     target.load_state_dict(state_dict, strict=True)
 
 
@@ -73,11 +84,11 @@ def load_model_and_regressor(path, model, regressor):
     """Load 'model' and 'regressor' from a CoReEcho checkpoint (with or without 'module.' prefixes)."""
     checkpoint = load_checkpoint(path)
     if not isinstance(checkpoint, dict):
-        raise ValueError(f"{path}: expected a CoReEcho checkpoint dict with 'model' and 'regressor', "
+        raise BadInputError(f"{path}: expected a CoReEcho checkpoint dict with 'model' and 'regressor', "
                          f"got {type(checkpoint).__name__}")
     for key in ("model", "regressor"):
         if key not in checkpoint:
-            raise ValueError(f"{path}: key '{key}' missing (found keys: {', '.join(map(str, checkpoint))})")
+            raise BadInputError(f"{path}: key '{key}' missing (found keys: {', '.join(map(str, checkpoint))})")
     load_state_dict_strict(model, checkpoint["model"], "model", path)
     load_state_dict_strict(regressor, checkpoint["regressor"], "regressor", path)
     return checkpoint

@@ -6,6 +6,8 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 
+from utils.errors import BadInputError
+
 
 @dataclass
 class DistInfo:
@@ -24,7 +26,7 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"environment variable {name}={value!r} is not an integer") from None
+        raise BadInputError(f"environment variable {name}={value!r} is not an integer") from None
 
 
 def _pick_device(device: str, local_rank: int) -> torch.device:
@@ -33,10 +35,10 @@ def _pick_device(device: str, local_rank: int) -> torch.device:
     try:
         chosen = torch.device(device)
     except RuntimeError:
-        raise ValueError(f"init_distributed: invalid device {device!r} (use 'auto', 'cpu' or 'cuda')") from None
+        raise BadInputError(f"invalid device {device!r} (use 'auto', 'cpu' or 'cuda')") from None
     if chosen.type == "cuda":
         if not torch.cuda.is_available():
-            raise RuntimeError(f"init_distributed: device {device!r} requested but CUDA is not available")
+            raise BadInputError(f"--device {device} requested but CUDA is not available on this machine")
         if chosen.index is None:  # one GPU per process, picked by torchrun's LOCAL_RANK
             chosen = torch.device(f"cuda:{local_rank}")
     return chosen
@@ -49,7 +51,7 @@ def init_distributed(device: str = "auto") -> DistInfo:
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"init_distributed: invalid RANK={rank} for WORLD_SIZE={world_size}")
+        raise BadInputError(f"invalid RANK={rank} for WORLD_SIZE={world_size} (set by torchrun)")
 
     chosen = _pick_device(device, local_rank)
     enabled = world_size > 1
@@ -97,10 +99,6 @@ def barrier() -> None:
 def cleanup() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def is_main_process() -> bool:
-    return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
 
 
 def wrap_ddp(module: torch.nn.Module, info: DistInfo) -> torch.nn.Module:

@@ -1,15 +1,38 @@
-"""Atomic file writes: a crash never leaves a truncated output behind.
+"""Atomic file writes: a crash, a Ctrl-C or a full disk never leaves a truncated output behind.
 
 Every writer goes to a temporary file in the destination folder (same file system), flushes and
-fsyncs it, then swaps it in with os.replace, which is atomic on POSIX and Windows.
+fsyncs it, gives it the permissions a plain open() would (0666 minus the umask: mkstemp makes 0600),
+then swaps it in with os.replace, which is atomic on POSIX and Windows. A failed write removes the
+temporary file and raises OutputError naming the file and the reason (no space left, permission
+denied, read-only file system).
 """
 import contextlib
+import errno
+import io
 import json
 import os
 import pickle
 import tempfile
 
 import torch
+
+from utils.errors import OutputError
+
+_REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+            errno.EACCES: "permission denied", errno.EPERM: "permission denied",
+            errno.EROFS: "read-only file system"}
+
+
+def _umask():
+    mask = os.umask(0o022)  # the only way to read it is to set it
+    os.umask(mask)
+    return mask
+
+
+def output_error(error, path):
+    """OutputError '<reason> while writing <path>' for an OSError met while writing `path`."""
+    reason = _REASONS.get(error.errno, error.strerror or str(error))
+    return OutputError(f"{reason} while writing {os.fspath(path)}", errno=error.errno)
 
 
 @contextlib.contextmanager
@@ -18,24 +41,33 @@ def atomic_open(path, mode="wb", fsync=True):
     fsync=False skips the flush to disk for files that can be rebuilt (caches)."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    tmp_path = None
     try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp_path)
+    except BaseException as e:
+        if tmp_path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp_path)
+        if isinstance(e, OSError) and not isinstance(e, OutputError):
+            raise output_error(e, path) from None
         raise
 
 
 def atomic_torch_save(obj, path):
+    # Serialised in memory first: torch.save on a file turns a full disk into an opaque
+    # "[enforce fail at inline_container.cc] unexpected pos" error; a plain write keeps the errno.
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_open(path, "wb") as f:
-        torch.save(obj, f)
+        f.write(buffer.getbuffer())
 
 
 def atomic_write_text(text, path):
@@ -59,4 +91,4 @@ def check_writable_folder(folder):
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as e:
-        raise PermissionError(f"cannot write to output folder {folder}: {e.strerror or e}") from None
+        raise OutputError(f"cannot write to output folder {folder}: {e.strerror or e}", errno=e.errno) from None

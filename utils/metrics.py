@@ -1,10 +1,12 @@
 """EF regression metrics: MAE, RMSE and R² (scikit-learn), as reported in the paper."""
 import numpy as np
-from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
 
 def regression_metrics(predictions, labels):
     """Return {'mae', 'rmse', 'r2'} as floats. R² is a fraction (the paper prints it x100)."""
+    # imported here: scikit-learn costs seconds at every script start
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
     predictions = np.asarray(predictions, dtype=np.float64).reshape(-1)
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     if predictions.shape != labels.shape or predictions.size == 0:
@@ -17,4 +19,5 @@ def regression_metrics(predictions, labels):
 
 
 def format_metrics(metrics):
-    return f"MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  R2 {100 * metrics['r2']:.2f}"
+    """'MAE 3.900  RMSE 5.130  R² 82.44 %' (R² as a percentage, as the paper prints it)."""
+    return f"MAE {metrics['mae']:.3f}  RMSE {metrics['rmse']:.3f}  R² {100 * metrics['r2']:.2f} %"

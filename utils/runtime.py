@@ -4,6 +4,8 @@ import contextlib
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
+from utils.errors import UserError
+
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 
 
@@ -33,29 +35,39 @@ def prepare_batch(images, device, channels_last):
 
 
 def make_loader(dataset, batch_size, num_workers, dist, shuffle, drop_last, seed=0, prefetch_factor=2):
-    """A DataLoader whose order depends only on (seed, epoch): a DistributedSampler even with one process,
-    so single-GPU, multi-GPU and resumed runs draw the same shuffles. Call loader.sampler.set_epoch(e)."""
+    """A DataLoader whose batches depend only on (seed, epoch): a DistributedSampler even with one process,
+    so single-GPU, multi-GPU and resumed runs draw the same shuffles. Call loader.sampler.set_epoch(e).
+
+    The loader gets its own generator: otherwise each new iterator draws its workers' base seed from the
+    global RNG, so the dropout masks of the model would depend on --num_workers (persistent workers
+    draw once, a worker-less loader draws every epoch) and on resuming."""
     sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle,
                                  seed=seed, drop_last=drop_last)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
         pin_memory=dist.device.type == "cuda", persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
+        generator=torch.Generator().manual_seed(seed),
     )
 
 
 def batches(loader):
-    """Iterate a loader; a worker's error surfaces as one line (which names the video) instead of a
-    stack of worker frames."""
+    """Iterate a loader; a user error raised in a worker (a corrupt video, say) surfaces as one line
+    naming the file instead of the worker's stack. Other errors keep their traceback."""
     iterator = iter(loader)
     while True:
         try:
             batch = next(iterator)
         except StopIteration:
             return
-        except Exception as e:  # noqa: BLE001 - re-raised with the useful line on top
+        except UserError as e:
+            # From a worker the message is the worker's whole traceback; its last line is
+            # "<module>.<Class>: <message>".
             lines = [line for line in str(e).splitlines() if line.strip()]
-            raise RuntimeError(f"data loading failed: {lines[-1] if lines else type(e).__name__}") from e
+            last = lines[-1] if lines else type(e).__name__
+            if len(lines) > 1 and f"{type(e).__name__}: " in last:
+                last = last.split(f"{type(e).__name__}: ", 1)[1]
+            raise type(e)(f"data loading failed: {last}") from e
         yield batch
 
 

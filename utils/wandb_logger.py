@@ -1,6 +1,5 @@
 """Optional Weights & Biases logging that never prompts for a login."""
 import os
-import warnings
 
 
 def _has_credentials():
@@ -10,18 +9,18 @@ def _has_credentials():
     return os.path.isfile(netrc) and "api.wandb.ai" in open(netrc).read()
 
 
-def init_wandb(opt, run_dir, enabled):
-    """Start a wandb run, or return None. Without credentials it runs offline with a warning."""
+def init_wandb(opt, name, run_dir, enabled, log):
+    """Start a wandb run, or return None. Without credentials it logs offline and says so in one line."""
     if not enabled:
         return None
     import wandb
 
     mode = os.environ.get("WANDB_MODE")
     if mode is None and not _has_credentials():
-        warnings.warn("--wandb: no WANDB_API_KEY or wandb login found; logging offline to "
-                      f"{run_dir}/wandb (upload later with `wandb sync`)")
+        log.info(f"wandb: no WANDB_API_KEY or wandb login found, logging offline to {run_dir}/wandb "
+                 "(upload later with `wandb sync`)")
         mode = "offline"
-    return wandb.init(project=opt.wandb_project_name, name=opt.model_name, dir=run_dir, mode=mode,
+    return wandb.init(project=opt.wandb_project_name, name=name, dir=run_dir, mode=mode,
                       config=dict(vars(opt)), settings=wandb.Settings(silent=True))
 
 
