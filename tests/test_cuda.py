@@ -34,10 +34,12 @@ def data(tmp_path_factory):
     return root
 
 
+@pytest.mark.parametrize("depthwise", ["conv3d", "conv2d"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_amp_training_step_on_cuda(dtype):
+def test_amp_training_step_on_cuda(dtype, depthwise):
     torch.manual_seed(0)
-    model = get_feature_extractor("uniformer_tiny").to(CUDA).to(memory_format=torch.channels_last_3d)
+    model = get_feature_extractor("uniformer_tiny", depthwise=depthwise).to(CUDA)
+    model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     scaler = grad_scaler(CUDA, dtype)
     images = torch.randn(8, 3, 8, 112, 112, device=CUDA).contiguous(memory_format=torch.channels_last_3d)
@@ -56,11 +58,26 @@ def test_amp_training_step_on_cuda(dtype):
 
     model.train()
     before = [p.detach().clone() for p in model.parameters()]
+    # The matmuls and convolutions inside run in low precision (the pooled features need not: CUDA autocast
+    # runs the final BatchNorm and mean in fp32).
+    layers = {"linear": model.blocks3[0].attn.qkv, "conv": model.blocks1[0].conv1,
+              "depthwise": model.blocks1[0].attn, "patch_embed": model.patch_embed2.proj}
+    seen = {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen[name] = out.dtype  # returns None: a hook's return value would replace the output
+        return hook
+
+    hooks = [layer.register_forward_hook(record(name)) for name, layer in layers.items()]
     with autocast(CUDA, dtype):
         _, embeddings = model(images)
-    assert embeddings.dtype == dtype
+    for hook in hooks:
+        hook.remove()
+    assert seen == {name: dtype for name in layers}
+    assert embeddings.dtype in (dtype, torch.float32)
     loss = rnc(embeddings)
-    assert loss.dtype == torch.float32
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
     optimizer.zero_grad(set_to_none=True)
     scaler.scale(loss).backward()
     scaler.step(optimizer)
