@@ -1,0 +1,505 @@
+"""Read any echo video (AVI/MP4/MOV/MKV or DICOM) and turn it into EchoNet-Dynamic model input.
+
+EchoNet-Dynamic videos are grey, 112x112, ~50 fps, and hold only the ultrasound sector: the
+authors cropped away text, ECG and everything outside the scanning sector and downsampled.
+`load_echo_video` repeats that on a user's video:
+
+1. Decode once. OpenCV reads .avi/.mp4/.mov/.mkv; pydicom reads DICOM (by extension .dcm/.dicom
+   or by the 'DICM' marker at byte 128, so extension-less files work too), frame by frame
+   (`pydicom.pixels.iter_pixels` on the path), 8-bit MONOCHROME1/2, RGB and YBR_FULL(_422)
+   (pydicom removes the 4:2:2 subsampling and converts YBR to RGB). Compressed transfer
+   syntaxes go through pydicom's decoder plugins; a missing plugin is reported in one line with
+   the package to pip install. Every frame is turned grey right away (cv2 BT.601 weights), so
+   memory is one byte per source pixel: a 600x800 video of 200 frames holds ~96 MB (measured:
+   ~150 MB peak for such an MP4, ~115 MB for such a DICOM, RGB or grey).
+2. Crop the sector, box (x, y, w, h) in source pixels:
+   - 'auto' finds the MOVING sector. Burnt-in text, logos, scale bars and black borders do not
+     change between frames; the heart does. Per pixel, the mean absolute difference between
+     consecutive frames is a motion map (codec noise in static areas averages to ~0, and an
+     overlay that changes once, e.g. a clock digit, hardly counts), box-blurred over ~1% of the
+     frame side to fill speckle holes. Then a hysteresis, as in edge detection: the core is
+     where motion > max(1 grey level, 10% of the map's 99th percentile), opened with a kernel
+     ~2% of the frame side (removes thin moving things: the ECG trace, a sweep cursor) and
+     closed (bridges still, dark cavities); its largest connected component is grown by the
+     weakly moving regions (> 0.3 grey level, opened and closed alike) that touch it: the dark
+     near field at the apex and dim sector edges. The bounding box of that region is the crop;
+     codec noise along the fan border can make it a few pixels larger than the fan. Nothing
+     moving over 1% of the frame -> the whole frame, with a note. Checked on the nine EchoNet
+     sample videos, each enlarged 4x into a 600x800 screen with text, a logo and an ECG trace:
+     the box overlaps the enlarged video with IoU 0.86-0.97.
+   - 'none' keeps the whole frame; an explicit (x, y, w, h) must lie inside the frame.
+3. Make the crop square by padding its shorter side with black (centred; the sector is not
+   stretched) and resize to 112x112 with cv2.INTER_AREA; the grey frame goes into 3 identical
+   channels (uint8 RGB [F, 112, 112, 3], as the project's decoder gives).
+4. Resample in time to `target_fps` (default 50, the EchoNet rate; the model then takes every
+   4th frame). Nearest-frame sampling: output frame k shows the source frame on screen at time
+   k / target_fps, i.e. index floor(k * source_fps / target_fps). It never blends two frames
+   (a blend of two heart phases is not a real image) and keeps the clip duration. A rate
+   within 0.5% of the target, an unknown rate or target_fps=0 leave the frames as they are
+   (said in info.notes).
+
+A video whose frames are already 112x112 (an EchoNet AVI) skips steps 1-3 unless an explicit
+box is given: an OpenCV file is decoded with `datasets.video.decode_video`, so its frames are
+bit-identical to the test pipeline's; a 112x112 DICOM keeps its decoded RGB (grey replicated).
+
+Errors are one line naming the file: MissingInputError (a FileNotFoundError) for a missing file,
+BadInputError (a ValueError) for anything unusable (corrupt file, zero or one frame, unsupported
+pixel format, missing decoder, bad crop box).
+"""
+from __future__ import annotations
+
+import glob
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence, Union
+
+import cv2
+import numpy as np
+
+from utils.errors import BadInputError, MissingInputError
+
+from .video import SIZE, decode_video
+
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+DEFAULT_FPS = 50.0  # EchoNet-Dynamic frame rate
+FPS_TOLERANCE = 0.005  # rates within 0.5% of the target are not resampled
+MIN_FRAMES = 2  # a single image has no motion and is no video
+
+# auto crop
+MOTION_FLOOR = 1.0  # grey levels of mean frame-to-frame change that surely are motion
+MOTION_RELATIVE = 0.1  # ... and this fraction of the strong (99th percentile) motion
+WEAK_MOTION = 0.3  # any change above codec noise: grows the sector into its dark parts
+BLUR_FRACTION = 0.01  # blur side / frame side: fills speckle holes in the motion map
+OPEN_FRACTION = 0.02  # opening side / frame side: removes moving lines thinner than this
+MIN_SECTOR_FRACTION = 0.01  # a sector covers at least this part of the frame
+
+Box = tuple[int, int, int, int]  # x, y, width, height in source pixels
+CropMode = Union[str, Box]
+
+
+@dataclass
+class EchoVideoInfo:
+    """What `load_echo_video` did to one file (for the output CSV and the user)."""
+
+    path: str
+    source_fps: float | None  # rate found in the file; None if none
+    fps: float | None  # rate of the returned frames
+    n_frames_original: int
+    n_frames: int
+    frame_size: tuple[int, int]  # source width, height
+    crop: Box | None  # box used; None when a 112x112 video was taken as it is
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def crop_text(self) -> str:
+        """The crop box as 'x,y,w,h' ('' when no crop was applied), e.g. for a CSV cell."""
+        return "" if self.crop is None else ",".join(map(str, self.crop))
+
+
+# ---------------------------------------------------------------- finding the input files
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True if the file carries the DICOM Part 10 marker 'DICM' after its 128-byte preamble."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError:
+        return False
+    return len(head) == 132 and head[128:] == b"DICM"
+
+
+def _looks_like_video(path: Path) -> bool:
+    """Folder/glob rule: a video or DICOM extension, or any other file with the DICM marker."""
+    if path.name.startswith(".") or path.name.upper() == "DICOMDIR":  # hidden files, DICOM indexes
+        return False
+    suffix = path.suffix.lower()
+    return suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(path)
+
+
+def _videos_in_folder(folder: Path) -> list[Path]:
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        found += [Path(root, name) for name in files if _looks_like_video(Path(root, name))]
+    return found
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Video files named by `inputs`, sorted, without duplicates.
+
+    A file given by name is always tried (whatever its extension). A folder is searched
+    recursively and a glob pattern ('**' allowed) is expanded; there only videos (.avi .mp4 .mov
+    .mkv), .dcm/.dicom files and files with the DICOM marker are kept (so .csv/.txt/.png/.json
+    and DICOMDIR are skipped). A missing path, a glob without matches or a folder/glob without
+    videos is a one-line error naming it.
+    """
+    chosen: dict[Path, Path] = {}  # resolved -> as given
+    for item in inputs:
+        text = os.fspath(item)
+        path = Path(text)
+        if path.is_file():
+            found = [path]
+        elif path.is_dir():
+            found = _videos_in_folder(path)
+            if not found:
+                raise BadInputError(f"folder {text} holds no video files (.avi .mp4 .mov .mkv or DICOM)")
+        elif any(c in text for c in "*?["):  # a glob pattern
+            matches = [Path(m) for m in glob.glob(text, recursive=True)]
+            if not matches:
+                raise MissingInputError(f"no file matches {text}")
+            found = [m for m in matches if m.is_file() and _looks_like_video(m)]
+            for folder in (m for m in matches if m.is_dir()):
+                found += _videos_in_folder(folder)
+            if not found:
+                raise BadInputError(f"{text} matches no video files (.avi .mp4 .mov .mkv or DICOM)")
+        else:
+            raise MissingInputError(f"input {text} does not exist")
+        for video in found:
+            chosen.setdefault(video.resolve(), video)
+    return sorted(chosen.values(), key=str)
+
+
+# ---------------------------------------------------------------- crop, square, resize
+
+def parse_crop(value: str | Sequence[int]) -> CropMode:
+    """'auto', 'none' or a box 'x,y,w,h' (text or 4 ints) -> the crop mode load_echo_video takes."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("auto", "none"):
+            return text
+        try:
+            box = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            box = ()
+    else:
+        parts = tuple(value) if isinstance(value, (tuple, list)) else ()
+        box = parts if all(isinstance(p, (int, np.integer)) and not isinstance(p, bool) for p in parts) else ()
+    if len(box) != 4 or min(box[:2]) < 0 or min(box[2:]) <= 0:
+        raise BadInputError(f"crop must be 'auto', 'none' or x,y,w,h (integers, x, y >= 0, w, h > 0), got {value!r}")
+    return tuple(int(v) for v in box)
+
+
+def _odd(n: float) -> int:
+    return max(3, int(round(n)) | 1)
+
+
+def motion_map(grey_frames: Sequence[np.ndarray]) -> np.ndarray:
+    """Per pixel mean |frame[t] - frame[t-1]| over the video, float32 [H, W]."""
+    total = np.zeros(grey_frames[0].shape, np.float32)
+    for previous, current in zip(grey_frames[:-1], grey_frames[1:]):
+        total += cv2.absdiff(previous, current)  # uint8 -> float32 accumulation
+    return total / max(1, len(grey_frames) - 1)
+
+
+def find_moving_sector(grey_frames: Sequence[np.ndarray]) -> Box | None:
+    """Bounding box (x, y, w, h) of the largest moving region of a grey video, or None if
+    nothing moves over at least 1% of the frame (see the module docstring for the method)."""
+    if len(grey_frames) < 2:
+        return None
+    height, width = grey_frames[0].shape
+    side = min(height, width)
+    motion = cv2.blur(motion_map(grey_frames), (_odd(BLUR_FRACTION * side),) * 2)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(OPEN_FRACTION * side),) * 2)
+
+    def moving(threshold: float) -> np.ndarray:
+        mask = cv2.morphologyEx((motion > threshold).astype(np.uint8), cv2.MORPH_OPEN, kernel)
+        return cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel)
+
+    # the strongly moving core of the sector: its largest component
+    strong = moving(max(MOTION_FLOOR, MOTION_RELATIVE * float(np.percentile(motion, 99))))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(strong, connectivity=8)
+    if count < 2:  # label 0 is the background
+        return None
+    core = labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+    if core.sum() < MIN_SECTOR_FRACTION * height * width:
+        return None
+    # grown by the weakly moving parts touching it (dark near field at the apex, dim edges)
+    _, labels = cv2.connectedComponents(moving(WEAK_MOTION) | core.astype(np.uint8), connectivity=8)
+    sector = labels == labels[core][0]
+    ys, xs = np.nonzero(sector)
+    return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
+
+
+def square_and_resize(grey: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """Pad the shorter side with black (content centred), then resize to size x size (INTER_AREA)."""
+    height, width = grey.shape
+    side = max(height, width)
+    top, left = (side - height) // 2, (side - width) // 2
+    square = cv2.copyMakeBorder(grey, top, side - height - top, left, side - width - left,
+                                cv2.BORDER_CONSTANT, value=0)
+    return cv2.resize(square, (size, size), interpolation=cv2.INTER_AREA)
+
+
+# ---------------------------------------------------------------- time
+
+def resample_frames(frames: np.ndarray, source_fps: float | None, target_fps: float = DEFAULT_FPS
+                    ) -> tuple[np.ndarray, float | None, str | None]:
+    """Frames at `target_fps` by nearest-frame sampling -> (frames, fps of the result, note or None).
+
+    Output frame k is source frame floor(k * source_fps / target_fps) (the one on screen at time
+    k / target_fps); the count is round(n * target_fps / source_fps), so the duration is kept.
+    Unknown `source_fps`, `target_fps` 0 (disabled) or a rate within 0.5% of the target keep the
+    frames unchanged.
+    """
+    if not target_fps:
+        return frames, source_fps, "temporal resampling disabled: frames kept at the source rate"
+    if source_fps is None:
+        return frames, None, (f"frame rate unknown: frames kept as they are (the model expects "
+                              f"~{target_fps:g} fps)")
+    if abs(source_fps - target_fps) <= FPS_TOLERANCE * target_fps:
+        return frames, source_fps, None
+    n_out = max(1, int(round(len(frames) * target_fps / source_fps)))
+    # tiny epsilon: k * 30 / 50 must give 3, not 2.9999999
+    indices = np.floor(np.arange(n_out) * (source_fps / target_fps) + 1e-6).astype(np.int64)
+    indices = np.minimum(indices, len(frames) - 1)
+    return frames[indices], float(target_fps), f"resampled {source_fps:g} -> {target_fps:g} fps (nearest frame)"
+
+
+# ---------------------------------------------------------------- DICOM
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+# pydicom names plugin requirements by import name; on PyPI gdcm is python-gdcm
+_PIP_NAMES = {"gdcm": "python-gdcm"}
+
+
+def _pip_name(requirement: str) -> str:
+    """'gdcm>=3.0.10' -> 'python-gdcm>=3.0.10' (the version part is kept)."""
+    name = re.match(r"[A-Za-z0-9_.\-]*", requirement).group(0)
+    return _PIP_NAMES.get(name, name) + requirement[len(name):]
+
+
+def _missing_decoder_message(path: str, transfer_syntax: str, pydicom_message: str) -> str:
+    """pydicom's 'all plugins are missing dependencies:\\n\\tNAME - requires A and B' -> one line
+    with pip commands, the pylibjpeg option first (pure pip wheels)."""
+    options = []
+    for line in pydicom_message.splitlines()[1:]:
+        if " - requires " in line:
+            needs = [r.strip() for r in line.split(" - requires ", 1)[1].split(" and ")]
+            needs = [_pip_name(r) for r in needs if r != "numpy"]
+            options.append("pip install " + " ".join(f'"{r}"' if ">" in r or "<" in r else r for r in needs))
+    options.sort(key=lambda o: "pylibjpeg" not in o)
+    how = " or ".join(options) if options else "install a pydicom pixel-data plugin (see pydicom's docs)"
+    return f"{path}: DICOM pixel data is compressed ({transfer_syntax}) and no decoder is installed: {how}"
+
+
+def _positive_number(value) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def dicom_frame_rate(header) -> tuple[float | None, str | None]:
+    """(frames per second, tag it came from): RecommendedDisplayFrameRate, CineRate, then
+    1000 / FrameTime (ms); (None, None) if none is set to a positive number."""
+    for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
+        rate = _positive_number(header.get(keyword))
+        if rate is not None:
+            return rate, keyword
+    frame_time = _positive_number(header.get("FrameTime"))
+    if frame_time is not None:
+        return 1000.0 / frame_time, "FrameTime"
+    return None, None
+
+
+_SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+
+
+def _read_dicom_header(path: str):
+    """DICOM header (everything before the pixel data), checked for a decodable 8-bit video."""
+    import pydicom  # only needed for DICOM input
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=not is_dicom_file(path))
+    except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError) as e:
+        raise BadInputError(f"{path}: not a readable DICOM file ({_one_line(e)})") from None
+    if "Rows" not in header or "Columns" not in header:
+        raise BadInputError(f"{path}: not a readable DICOM image (no Rows/Columns in its header)")
+    # no NumberOfFrames: a single image
+    frames = int(_positive_number(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
+    if frames == 0:
+        raise BadInputError(f"{path}: DICOM file has no frames")
+    if frames < MIN_FRAMES:
+        raise BadInputError(f"{path}: single-frame DICOM (one image); a video (multi-frame DICOM) is needed")
+    photometric = str(header.get("PhotometricInterpretation", "")).strip()
+    if photometric not in _SUPPORTED_PHOTOMETRIC:
+        raise BadInputError(f"{path}: DICOM PhotometricInterpretation {photometric or '(missing)'} is not "
+                            f"supported (supported: {', '.join(_SUPPORTED_PHOTOMETRIC)})")
+    if header.get("BitsAllocated") != 8:
+        raise BadInputError(f"{path}: DICOM pixel data has {header.get('BitsAllocated')} bits allocated; "
+                            "only 8-bit echo videos are supported")
+    return header
+
+
+def _dicom_pixel_frames(path: str, header, n_frames: int) -> Iterator[np.ndarray]:
+    """pydicom's decoded frames, one at a time (YBR converted to RGB)."""
+    from pydicom.pixels import iter_pixels, pixel_array
+
+    transfer_syntax = header.file_meta.get("TransferSyntaxUID")
+    if header.PhotometricInterpretation == "YBR_FULL_422" and not getattr(transfer_syntax, "is_encapsulated", True):
+        # pydicom 3.0 iter_pixels finds frame 2+ of uncompressed (subsampled) 4:2:2 data at the
+        # wrong offset; reading frame by frame by index is right and still one frame in memory
+        for index in range(n_frames):
+            yield pixel_array(path, index=index)
+    else:
+        yield from iter_pixels(path)
+
+
+def _dicom_frames(path: str, header) -> Iterator[np.ndarray]:
+    """Frames one at a time: [H, W] grey (MONOCHROME1 inverted) or [H, W, 3] RGB, uint8."""
+    transfer_syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
+    syntax_name = getattr(transfer_syntax, "name", None) or str(transfer_syntax or "unknown transfer syntax")
+    invert = header.PhotometricInterpretation == "MONOCHROME1"
+    try:
+        for frame in _dicom_pixel_frames(path, header, int(header.NumberOfFrames)):
+            frame = np.asarray(frame, dtype=np.uint8)
+            if frame.ndim == 3 and frame.shape[-1] == 1:
+                frame = frame[..., 0]
+            yield 255 - frame if invert else frame
+    except Exception as e:  # pydicom raises RuntimeError/ValueError/NotImplementedError/...; make it one line
+        message = str(e)
+        if "missing dependencies" in message:
+            raise BadInputError(_missing_decoder_message(path, syntax_name, message)) from None
+        hint = "; MPEG video inside DICOM is not read here: export the clip as MP4/AVI" if "MPEG" in syntax_name else ""
+        raise BadInputError(f"{path}: cannot decode DICOM pixel data ({syntax_name}): {_one_line(e)}{hint}") from None
+
+
+# ---------------------------------------------------------------- OpenCV containers
+
+def _open_capture(path: str) -> cv2.VideoCapture:
+    capture = cv2.VideoCapture(path)
+    if not capture.isOpened():
+        raise BadInputError(f"{path}: cannot be opened as a video (corrupt, or neither a video OpenCV reads "
+                            "nor DICOM)")
+    return capture
+
+
+def _opencv_fps(capture: cv2.VideoCapture) -> float | None:
+    rate = _positive_number(capture.get(cv2.CAP_PROP_FPS))
+    return rate if rate is not None and rate < 1000 else None  # some containers report nonsense
+
+
+def _opencv_grey_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    while True:
+        ok, bgr = capture.read()
+        if not ok:
+            return
+        yield bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+
+
+# ---------------------------------------------------------------- the entry point
+
+@dataclass
+class _Source:
+    """An opened video: header facts and a one-pass iterator over its frames."""
+
+    dicom: bool
+    width: int
+    height: int
+    fps: float | None
+    frames: Iterator[np.ndarray]  # [H, W] grey or [H, W, 3] RGB, uint8
+    notes: list[str]
+    capture: cv2.VideoCapture | None = None  # released by the caller
+
+
+def _open_source(path: str) -> _Source:
+    if is_dicom_file(path) or Path(path).suffix.lower() in DICOM_EXTENSIONS:
+        header = _read_dicom_header(path)
+        fps, tag = dicom_frame_rate(header)
+        note = f"frame rate from DICOM {tag}" if tag else "no frame rate in the DICOM header"
+        return _Source(True, int(header.Columns), int(header.Rows), fps, _dicom_frames(path, header), [note])
+    capture = _open_capture(path)
+    return _Source(False, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+                   _opencv_fps(capture), _opencv_grey_frames(capture), [], capture)
+
+
+def _to_grey(frame: np.ndarray) -> np.ndarray:
+    return frame if frame.ndim == 2 else cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    return np.repeat(frame[..., None], 3, axis=-1) if frame.ndim == 2 else frame
+
+
+def _as_decoded(path: str, source: _Source) -> np.ndarray:
+    """A 112x112 video as it is: the project's decoder for OpenCV files (bit-identical frames)."""
+    if not source.dicom:
+        source.capture.release()
+        return decode_video(path)
+    frames = [_to_rgb(frame) for frame in source.frames]
+    return np.stack(frames) if frames else np.zeros((0, SIZE, SIZE, 3), np.uint8)
+
+
+def _cropped_to_model(path: str, source: _Source, crop: CropMode) -> tuple[np.ndarray, Box]:
+    """Grey frames -> crop box (auto, none or given) -> square -> 112x112 in three channels."""
+    grey = [_to_grey(frame) for frame in source.frames]
+    if grey:  # the decoded size is the truth (a container header may say otherwise)
+        source.height, source.width = grey[0].shape
+    whole = (0, 0, source.width, source.height)
+    if crop == "auto":
+        box = find_moving_sector(grey)
+        if box is None:
+            box = whole
+            source.notes.append("auto crop found no moving sector: whole frame used")
+    elif crop == "none":
+        box = whole
+    else:
+        box = crop
+        x, y, w, h = box
+        if x + w > source.width or y + h > source.height:
+            raise BadInputError(f"{path}: crop box x={x},y={y},w={w},h={h} exceeds the frame "
+                                f"({source.width}x{source.height})")
+    x, y, w, h = box
+    frames = np.empty((len(grey), SIZE, SIZE, 3), np.uint8)
+    for i, frame in enumerate(grey):
+        frames[i] = square_and_resize(frame[y:y + h, x:x + w])[..., None]
+        grey[i] = None  # free each full-size frame once used
+    return frames, box
+
+
+def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps: float = DEFAULT_FPS
+                    ) -> tuple[np.ndarray, EchoVideoInfo]:
+    """Model input frames of any echo video -> (uint8 RGB [F, 112, 112, 3], EchoVideoInfo).
+
+    `crop`: 'auto' (moving sector), 'none' (whole frame) or a box (x, y, w, h) in source pixels.
+    `target_fps`: frame rate of the result (0: keep the source rate). See the module docstring.
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise MissingInputError(f"video file {path} does not exist")
+    if not os.path.isfile(path):
+        raise BadInputError(f"{path} is not a file")
+    crop = parse_crop(crop)
+    if _positive_number(target_fps) is None and target_fps != 0:
+        raise BadInputError(f"target_fps must be a positive number of frames per second, or 0, got {target_fps!r}")
+
+    source = _open_source(path)
+    try:
+        if (source.width, source.height) == (SIZE, SIZE) and not isinstance(crop, tuple):
+            source.notes.append(f"already {SIZE}x{SIZE}: frames used as decoded (no grey conversion, crop or resize)")
+            frames, box = _as_decoded(path, source), None
+        else:
+            frames, box = _cropped_to_model(path, source, crop)
+    finally:
+        if source.capture is not None:
+            source.capture.release()
+
+    if len(frames) < MIN_FRAMES:
+        raise BadInputError(f"{path}: video has no frames" if len(frames) == 0 else
+                            f"{path}: video has only 1 frame; at least {MIN_FRAMES} are needed")
+    n_original = len(frames)
+    frames, fps, note = resample_frames(frames, source.fps, target_fps)
+    if note:
+        source.notes.append(note)
+    info = EchoVideoInfo(path=path, source_fps=source.fps, fps=fps, n_frames_original=n_original,
+                         n_frames=len(frames), frame_size=(source.width, source.height), crop=box, notes=source.notes)
+    return frames, info
