@@ -1,11 +1,22 @@
-"""Figures: predicted-vs-true scatter with Bland-Altman, and 2-D maps of embeddings coloured by EF."""
+"""Figures: predicted-vs-true EF with Bland-Altman, 2-D maps of embeddings coloured by EF (one checkpoint,
+or several side by side as in the paper), EF along one video, and Grad-CAM frame strips.
+
+Every embedding map, whether logged to wandb or saved as a PNG, is drawn by `embedding_map`.
+"""
 import matplotlib
 
 matplotlib.use("Agg")  # files only, never a window
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.colors import Normalize  # noqa: E402
 
 from utils.io import atomic_open  # noqa: E402
+from utils.metrics import regression_metrics  # noqa: E402
+
+METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
+# The released scripts' settings: t-SNE perplexity 5 and seed 7, UMAP 5 neighbours, random init, seed 0.
+DEFAULT_SEEDS = {"tsne": 7, "umap": 0}
+EF_CMAP = "viridis"
 
 
 def save_figure(fig, path, close=True):
@@ -15,18 +26,25 @@ def save_figure(fig, path, close=True):
         plt.close(fig)
 
 
+def _r2_text(r2):
+    return "R² n/a" if not np.isfinite(r2) else f"R² {100 * r2:.1f} %"
+
+
 def prediction_figure(true_ef, predicted_ef, title=""):
-    """Left: predicted vs. true EF with the identity line. Right: Bland-Altman (bias, ±1.96 SD)."""
+    """Left: predicted vs. true EF with the identity line, titled with n, MAE and R².
+    Right: Bland-Altman (bias, ±1.96 SD)."""
     true_ef = np.asarray(true_ef, dtype=float)
     predicted_ef = np.asarray(predicted_ef, dtype=float)
+    metrics = regression_metrics(predicted_ef, true_ef)
     fig, (ax_scatter, ax_ba) = plt.subplots(1, 2, figsize=(11, 5))
 
     low = min(true_ef.min(), predicted_ef.min(), 0.0)
     high = max(true_ef.max(), predicted_ef.max(), 100.0)
     ax_scatter.scatter(true_ef, predicted_ef, s=10, alpha=0.6)
     ax_scatter.plot([low, high], [low, high], "k--", lw=1, label="identity")
+    summary = f"n={true_ef.size}, MAE {metrics['mae']:.2f}, {_r2_text(metrics['r2'])}"
     ax_scatter.set(xlabel="true EF (%)", ylabel="predicted EF (%)", xlim=(low, high), ylim=(low, high),
-                   title=f"Predicted vs. true EF {title}".strip())
+                   title=f"Predicted vs. true EF {title}".strip() + "\n" + summary)
     ax_scatter.set_aspect("equal")
     ax_scatter.legend(loc="upper left")
 
@@ -42,30 +60,124 @@ def prediction_figure(true_ef, predicted_ef, title=""):
     return fig
 
 
-def embedding_maps(embeddings, ef, prefix):
-    """{'<prefix> TSNE (ef)': fig, '<prefix> UMAP (ef)': fig}: the released scripts' wandb pictures
-    (UMAP only when umap-learn is installed)."""
-    import importlib.util
-
-    methods = ["tsne"] + (["umap"] if importlib.util.find_spec("umap") else [])
-    return {f"{prefix} {m.upper()} (ef)": embedding_map(embeddings, ef, m, seed=7 if m == "tsne" else 0)
-            for m in methods}
-
-
-def embedding_map(embeddings, ef, method="tsne", seed=0):
-    """2-D projection (t-SNE from scikit-learn, or UMAP when umap-learn is installed) coloured by EF."""
+def project(embeddings, method="tsne", seed=None):
+    """[N, d] -> [N, 2] by t-SNE (scikit-learn) or UMAP (umap-learn, optional), with the released settings.
+    `seed` None takes DEFAULT_SEEDS[method]."""
+    if method not in METHOD_NAMES:
+        raise ValueError(f"unknown projection {method!r}; choose one of: {', '.join(METHOD_NAMES)}")
     embeddings = np.asarray(embeddings, dtype=np.float32)
     n = len(embeddings)
+    seed = DEFAULT_SEEDS[method] if seed is None else seed
     if method == "umap":
-        import umap  # optional dependency
-        points = umap.UMAP(n_components=2, n_neighbors=max(2, min(5, n - 1)), init="random",
-                           random_state=seed).fit_transform(embeddings)
-    else:
-        from sklearn.manifold import TSNE
-        points = TSNE(n_components=2, perplexity=max(1.0, min(5.0, n - 1.0)), random_state=seed,
-                      init="pca").fit_transform(embeddings)
+        try:
+            import umap
+        except ImportError:
+            raise ImportError("UMAP maps need umap-learn: pip install umap-learn") from None
+        # A seed makes UMAP single-threaded anyway; saying so avoids its warning.
+        return umap.UMAP(n_components=2, n_neighbors=max(2, min(5, n - 1)), init="random",
+                         random_state=seed, n_jobs=1).fit_transform(embeddings)
+    from sklearn.manifold import TSNE
+    return TSNE(n_components=2, perplexity=max(1.0, min(5.0, n - 1.0)), random_state=seed,
+                init="pca").fit_transform(embeddings)
+
+
+def map_title(method, n, title=None):
+    """'t-SNE, <title> (n=N)', or 't-SNE of embeddings (n=N)' without a title."""
+    name = METHOD_NAMES[method]
+    return f"{name}, {title} (n={n})" if title else f"{name} of embeddings (n={n})"
+
+
+def _draw_map(ax, points, ef, title, norm=None):
+    scatter = ax.scatter(points[:, 0], points[:, 1], c=np.asarray(ef, dtype=float), cmap=EF_CMAP, norm=norm, s=10)
+    ax.set(title=title, xticks=[], yticks=[])
+    return scatter
+
+
+def embedding_map(embeddings, ef, method="tsne", seed=None, title=None):
+    """One 2-D map of the embeddings coloured by EF, with a colour bar. `title` names what is shown
+    (e.g. "test split, stage 1"); the method and n are added: "t-SNE, test split, stage 1 (n=1277)"."""
+    points = project(embeddings, method, seed)
     fig, ax = plt.subplots(figsize=(6, 5))
-    sc = ax.scatter(points[:, 0], points[:, 1], c=np.asarray(ef, dtype=float), cmap="viridis", s=10)
-    fig.colorbar(sc, ax=ax, label="EF (%)")
-    ax.set(title=f"{method.upper()} of embeddings", xticks=[], yticks=[])
+    scatter = _draw_map(ax, points, ef, map_title(method, len(points), title))
+    fig.colorbar(scatter, ax=ax, label="EF (%)")
+    return fig
+
+
+def embedding_maps(embeddings, ef, prefix, title=None, methods=None):
+    """{'<prefix> TSNE (ef)': fig, '<prefix> UMAP (ef)': fig}: the released scripts' wandb pictures, each
+    drawn by `embedding_map`. `methods` defaults to t-SNE, plus UMAP when umap-learn is installed."""
+    if methods is None:
+        import importlib.util
+
+        methods = ["tsne"] + (["umap"] if importlib.util.find_spec("umap") else [])
+    return {f"{prefix} {m.upper()} (ef)": embedding_map(embeddings, ef, m, title=title) for m in methods}
+
+
+def checkpoint_embedding_figure(checkpoints, methods=("umap", "tsne")):
+    """The paper's qualitative figure: one row per checkpoint, one map per method (UMAP and t-SNE by
+    default), all coloured on one EF scale with one shared colour bar.
+
+    `checkpoints`: a sequence of (name, embeddings [N, d], ef [N]); the name titles its row's maps.
+    """
+    checkpoints = list(checkpoints)
+    if not checkpoints:
+        raise ValueError("checkpoint_embedding_figure needs at least one checkpoint")
+    all_ef = np.concatenate([np.asarray(ef, dtype=float).reshape(-1) for _, _, ef in checkpoints])
+    norm = Normalize(vmin=all_ef.min(), vmax=all_ef.max())  # the same colour means the same EF everywhere
+    fig, axes = plt.subplots(len(checkpoints), len(methods), figsize=(4.5 * len(methods), 4 * len(checkpoints)),
+                             squeeze=False)
+    for row, (name, embeddings, ef) in zip(axes, checkpoints):
+        for ax, method in zip(row, methods):
+            points = project(embeddings, method)
+            scatter = _draw_map(ax, points, ef, f"{name}: {METHOD_NAMES[method]} (n={len(points)})", norm)
+    fig.colorbar(scatter, ax=axes.ravel().tolist(), label="EF (%)")
+    return fig
+
+
+def video_ef_figure(starts, clip_ef, frames, frame_indexes=None, title=None):
+    """EF predicted for each clip of one video against the clip's first frame, with the mean as a dashed
+    line, above a strip of a few frames of the video.
+
+    `starts` [n_clips] and `clip_ef` [n_clips]; `frames` [k, H, W] or [k, H, W, 3] uint8 (about 4);
+    `frame_indexes` [k] the frames' numbers in the video, for their titles.
+    """
+    starts = np.asarray(starts, dtype=float).reshape(-1)
+    clip_ef = np.asarray(clip_ef, dtype=float).reshape(-1)
+    if starts.shape != clip_ef.shape or starts.size == 0:
+        raise ValueError(f"need one start per clip EF, got {starts.size} starts and {clip_ef.size} EFs")
+    frames = np.asarray(frames)
+    n_frames = len(frames)
+    mean = clip_ef.mean()
+
+    fig = plt.figure(figsize=(max(8.0, 2.2 * n_frames), 6), layout="constrained")
+    grid = fig.add_gridspec(2, max(n_frames, 1), height_ratios=(1.3, 1))
+    ax_ef = fig.add_subplot(grid[0, :])
+    order = np.argsort(starts, kind="stable")
+    ax_ef.plot(starts[order], clip_ef[order], "o-", label="clip")
+    ax_ef.axhline(mean, color="k", ls="--", lw=1, label=f"mean {mean:.1f} %")
+    heading = f"EF per clip ({starts.size} clips, mean {mean:.1f} %)"
+    ax_ef.set(xlabel="clip start frame", ylabel="predicted EF (%)",
+              title=f"{title}: {heading}" if title else heading)
+    ax_ef.legend(loc="best", fontsize=8)
+    for k, frame in enumerate(frames):
+        ax = fig.add_subplot(grid[1, k])
+        ax.imshow(frame, cmap="gray" if frame.ndim == 2 else None, vmin=0, vmax=255)
+        ax.set(xticks=[], yticks=[], title=f"frame {int(frame_indexes[k])}" if frame_indexes is not None else "")
+    return fig
+
+
+def cam_strip_figure(frames, overlays, frame_indexes, title=None):
+    """Two rows of RGB frames [k, H, W, 3] uint8: the clip on top, the Grad-CAM overlay below."""
+    n = len(frames)
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n, 3.6), squeeze=False, layout="constrained")
+    for k in range(n):
+        axes[0, k].imshow(frames[k])
+        axes[0, k].set_title(f"frame {int(frame_indexes[k])}", fontsize=8)
+        axes[1, k].imshow(overlays[k])
+        for ax in axes[:, k]:
+            ax.set(xticks=[], yticks=[])
+    axes[0, 0].set_ylabel("clip")
+    axes[1, 0].set_ylabel("Grad-CAM")
+    if title:
+        fig.suptitle(title)
     return fig

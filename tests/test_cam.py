@@ -1,0 +1,172 @@
+"""Grad-CAM of the predicted EF: range, shape, locality; overlay video and PNG strip written and read back."""
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+import models
+import utils.cam as cam_module
+from datasets.echonet import normalise
+from utils.cam import clip_to_uint8, grad_cam, overlay, save_cam_strip, write_cam_video
+
+
+@pytest.fixture(scope="module")
+def uniformer():
+    torch.manual_seed(0)
+    return models.get_feature_extractor("uniformer_tiny"), models.get_shallow_mlp_head(128)
+
+
+def test_cam_of_uniformer_tiny_has_clip_shape_and_follows_the_input(uniformer):
+    model, regressor = uniformer
+    model.train()
+    generator = torch.Generator().manual_seed(1)
+    clip = torch.randn(3, 8, 112, 112, generator=generator)
+    cam, ef = grad_cam(model, regressor, clip)
+    assert cam.shape == (8, 112, 112) and cam.dtype == np.float32
+    assert np.isfinite(cam).all() and cam.min() >= 0 and cam.max() == pytest.approx(1.0)
+    with torch.no_grad():
+        expected_ef = regressor.eval()(model.eval()(clip[None])[1]).item()
+    assert ef == pytest.approx(expected_ef, rel=1e-5)
+    # 3 x 3 cells of 32 px cover 96 of the 112 px; nothing is drawn beyond them
+    assert not cam[:, 96:, :].any() and not cam[:, :, 96:].any()
+
+    model.train()
+    other, _ = grad_cam(model, regressor, torch.randn(3, 8, 112, 112, generator=generator))
+    assert np.abs(other - cam).max() > 0.05
+    # training mode restored, no hook left behind, no gradient left in the weights
+    assert model.training and not model.norm._forward_hooks
+    assert all(p.grad is None for p in model.parameters())
+
+    stretched, _ = grad_cam(model, regressor, clip, cell_size=None)
+    assert stretched.shape == (8, 112, 112) and stretched[:, 100:, 100:].any()
+    last_block, _ = grad_cam(model, regressor, clip, target_layer=model.blocks4[-1])
+    assert last_block.shape == (8, 112, 112) and last_block.max() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="never ran"):
+        grad_cam(model, regressor, clip, target_layer=model.blocks4)
+
+
+class RegionNet(nn.Module):
+    """Embedding = mean of a non-negative map of 32 x 32 px cells (stride 2 in time), like UniFormer's."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.Conv3d(3, 4, kernel_size=(2, 32, 32), stride=(2, 32, 32), bias=False)
+        nn.init.constant_(self.proj.weight, 1.0 / (3 * 2 * 32 * 32))
+        self.norm = nn.ReLU()
+
+    def forward(self, x):
+        feature = self.norm(self.proj(x)).mean(dim=(2, 3, 4))
+        return None, feature
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_cam_lights_up_where_the_signal_is(frozen):
+    model = RegionNet().requires_grad_(not frozen)
+    regressor = nn.Linear(4, 1)
+    nn.init.constant_(regressor.weight, 1.0)
+    clip = torch.zeros(3, 8, 112, 112)
+    clip[:, 4:, 0:32, 64:96] = 1.0  # second half of the clip, top row, right-most covered cell
+    cam, _ = grad_cam(model, regressor, clip)
+    assert np.unravel_index(cam.argmax(), cam.shape)[1:] in {(h, w) for h in range(32) for w in range(64, 96)}
+    assert cam[4:, :32, 64:96].sum() > 0.6 * cam.sum()
+    assert not cam[:, :, :32].any() and not cam[:, 64:, :].any()  # the far cells stay dark
+    assert cam[:2].sum() < 0.1 * cam.sum()
+
+    # A region that lowers the EF is cut by the ReLU: nothing raises the EF, the map is all zero.
+    nn.init.constant_(regressor.weight, -1.0)
+    cam, _ = grad_cam(model, regressor, clip)
+    assert not cam.any()
+
+
+def test_clip_to_uint8_inverts_the_datasets_normalisation():
+    frames = np.random.default_rng(2).integers(0, 256, size=(3, 5, 112, 112), dtype=np.uint8)  # [C, T, H, W]
+    clip = torch.from_numpy(normalise(frames))
+    np.testing.assert_array_equal(clip_to_uint8(clip), frames.transpose(1, 2, 3, 0))
+
+
+def test_overlay_colours_the_map_and_leaves_the_rest():
+    frames = np.full((2, 4, 4, 3), 100, np.uint8)
+    heat = np.zeros((2, 4, 4), np.float32)
+    heat[1, 0, 0] = 1.0
+    blended = overlay(frames, heat, alpha=0.5)
+    # JET at 1 is dark red (RGB 128, 0, 0): half of it over grey 100
+    np.testing.assert_array_equal(blended[1, 0, 0], [114, 50, 50])
+    cold = heat == 0
+    assert cold.sum() == 31
+    np.testing.assert_array_equal(blended[cold], frames[cold])  # where the map is 0 the frame is unchanged
+    with pytest.raises(ValueError, match="differ in size"):
+        overlay(frames, heat[:, :2])
+
+
+def _clip_and_cam(frames=8):
+    # grey, smooth frames (as echo videos are) that change from frame to frame; lossy codecs keep them close
+    ramp = np.add.outer(np.arange(frames) * 8, np.add.outer(np.arange(112), np.arange(112))) % 256
+    uint8 = np.repeat(ramp[None].astype(np.uint8), 3, axis=0)
+    cam = np.zeros((frames, 112, 112), np.float32)
+    cam[:, 20:60, 30:70] = 1.0
+    return torch.from_numpy(normalise(uint8)), cam
+
+
+def _read_video(path):
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    return frames
+
+
+def test_video_is_written_and_read_back(tmp_path):
+    clip, cam = _clip_and_cam()
+    path = write_cam_video(tmp_path / "cam.mp4", clip, cam)
+    assert path == str(tmp_path / "cam.mp4")
+    frames = _read_video(path)
+    assert len(frames) == 8 and frames[0].shape == (112, 2 * 112, 3)  # clip | overlay
+    # BGR as read: the map's hot box (rows 20-60, columns 30-70) is red, the rest of the overlay grey
+    hot, cold = frames[0][30:50, 112 + 40:112 + 60].mean(axis=(0, 1)), frames[0][80:100, 112 + 80:].mean(axis=(0, 1))
+    assert hot[2] > hot[0] + 20 and abs(cold[2] - cold[0]) < 5
+    assert [p.name for p in tmp_path.iterdir()] == ["cam.mp4"]  # no temp file left
+
+
+def test_video_falls_back_to_avi_then_gif(tmp_path, monkeypatch):
+    clip, cam = _clip_and_cam(frames=6)
+    monkeypatch.setattr(cam_module, "VIDEO_FORMATS", (("ZZZZ", ".mp4"), ("MJPG", ".avi")))  # no such codec
+    path = write_cam_video(tmp_path / "cam.mp4", clip, cam)
+    assert path == str(tmp_path / "cam.avi")
+    frames = _read_video(path)
+    assert len(frames) == 6 and frames[0].shape == (112, 224, 3)
+    # the left half is the clip itself (MJPG is lossy: close, not equal)
+    original = cv2.cvtColor(clip_to_uint8(clip)[0], cv2.COLOR_RGB2BGR)
+    assert np.abs(frames[0][:, :112].astype(int) - original).mean() < 8
+
+    monkeypatch.setattr(cam_module, "VIDEO_FORMATS", ())
+    path = write_cam_video(tmp_path / "cam.mp4", clip, cam)
+    assert path == str(tmp_path / "cam.gif")
+    with Image.open(path) as gif:
+        assert gif.n_frames == 6 and gif.size == (224, 112)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cam.avi", "cam.gif"]
+
+
+def test_png_strip(tmp_path):
+    clip, cam = _clip_and_cam(frames=36)
+    path = save_cam_strip(tmp_path / "strip.png", clip, cam, title="predicted EF 55.0 %")
+    data = (tmp_path / "strip.png").read_bytes()
+    assert path == tmp_path / "strip.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
+    with Image.open(path) as image:
+        width, height = image.size
+    assert width > 3 * height  # eight frames in a row, two rows
+
+
+def test_strip_figure_picks_evenly_spaced_frames(monkeypatch):
+    clip, cam = _clip_and_cam(frames=36)
+    figures = []
+    monkeypatch.setattr(cam_module, "save_figure", lambda fig, path: figures.append(fig))
+    save_cam_strip("unused.png", clip, cam)
+    fig, = figures
+    assert len(fig.axes) == 16
+    assert [ax.get_title() for ax in fig.axes[:8]] == [f"frame {i}" for i in (0, 5, 10, 15, 20, 25, 30, 35)]
