@@ -5,44 +5,54 @@
         --path_test_start_indexes test_start_indexes.pkl --path_save_test_files results/test.pkl \
         --model uniformer_small --frames 36 --frequency 4 --num_workers 4
 
-Writes the released pickle to --path_save_test_files and, beside it, predictions.csv, metrics.json and
-test_plots.png (predicted vs. true EF, Bland-Altman). Without --path_test_start_indexes, starts are drawn
-with --seed and saved beside the results (test_start_indexes.json) so the run can be repeated.
+Writes the released pickle to --path_save_test_files and, beside it, predictions.csv, metrics.json
+(R² as a fraction), test_plots.png (predicted vs. true EF, Bland-Altman) and test.log. Without
+--path_test_start_indexes, starts are drawn with --seed and saved beside the results
+(test_start_indexes.json) so the run can be repeated.
+
+With --clips all, every video is also scored by the mean over ALL its clips on the grid predict.py
+uses (starts 0, S, 2S, ... plus the last possible start; S = --clip_stride, default
+frames * frequency // 2), reported beside the three-clip numbers: the key "all_clips" of
+metrics.json, the columns n_clips_all and pred_all_clips of predictions.csv,
+predictions_all_clips.csv (one row per clip) and the log. The three-clip results are unchanged.
 """
-import argparse
 import os
+import time
 
 import pandas as pd
 import torch
 from tqdm import tqdm
 
 from datasets import EchoNetTest, save_start_indexes
-from models import get_feature_extractor, get_shallow_mlp_head
-from utils.checkpoint import load_model_and_regressor
-from utils.cli import run_main
+from datasets.clip_grid import EchoNetAllClips
+from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from utils.cli import on_interrupt, run_main
 from utils.distributed import cleanup, init_distributed
-from utils.evaluation import predict
+from utils.evaluation import predict, predict_variable_clips
 from utils.io import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
 from utils.log import setup_logger
 from utils.metrics import format_metrics, regression_metrics
-from utils.options import add_data_and_model_args
+from utils.options import add_data_and_model_args, parser_with_defaults, positive_int
 from utils.plots import prediction_figure, save_figure
 from utils.runtime import amp_dtype
 
 
 def parse_option(argv=None):
-    parser = argparse.ArgumentParser("CoReEcho three-clip test")
+    parser = parser_with_defaults("test_with_three_clips.py", "CoReEcho three-clip test")
     add_data_and_model_args(parser)
     parser.add_argument("--pretrained_weights", type=str, required=True, help="a stage-1 or stage-2 checkpoint")
     parser.add_argument("--path_test_start_indexes", type=str, default=None,
                         help="released test_start_indexes.pkl (or .json/.csv); drawn with --seed if omitted")
     parser.add_argument("--path_save_test_files", type=str, default="./test_results/test_files.pkl")
-    parser.add_argument("--batch_size", type=int, default=8, help="videos per forward pass (all their clips at once)")
+    parser.add_argument("--batch_size", type=positive_int, default=8,
+                        help="videos per forward pass (all their clips at once on a GPU)")
     parser.add_argument("--split", type=str, default="test", choices=("test", "val", "train", "all"))
-    parser.add_argument("--n_clips", type=int, default=3, help="clips per video when starts are drawn")
+    parser.add_argument("--n_clips", type=positive_int, default=3, help="clips per video when starts are drawn")
     parser.add_argument("--seed", type=int, default=0, help="seed for drawn starts")
-    # fp32 unless asked otherwise, so published checkpoints reproduce their reported numbers exactly
-    parser.set_defaults(amp="none")
+    parser.add_argument("--clips", type=str, default="three", choices=("three", "all"),
+                        help="all = also score each video by the mean over all its clips (as predict.py)")
+    parser.add_argument("--clip_stride", type=positive_int, default=None,
+                        help="--clips all: frames between clip starts (default: frames * frequency // 2)")
     return parser.parse_args(argv)
 
 
@@ -54,32 +64,55 @@ def as_tensors(metrics):
 def main(argv=None):
     opt = parse_option(argv)
     dist = init_distributed(opt.device)
+    amp = amp_dtype(opt.amp, dist.device)
+    # data and weights first: a wrong path fails here, before anything is written
+    dataset = EchoNetTest(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.path_test_start_indexes,
+                          n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
+    all_clips = None if opt.clips == "three" else EchoNetAllClips(
+        opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride, cache_dir=opt.cache_dir)
+    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
+    regressor = get_shallow_mlp_head(model.head.in_features, 1)
+    checkpoint = load_coreecho_checkpoint(opt.pretrained_weights, model, regressor)
+
     out_dir = os.path.dirname(os.path.abspath(opt.path_save_test_files))
     if dist.is_main:
         check_writable_folder(out_dir)
     log = setup_logger(os.path.join(out_dir, "test.log"), dist.is_main)
-    amp = amp_dtype(opt.amp, dist.device)
-
-    model = get_feature_extractor(opt.model, None)
-    regressor = get_shallow_mlp_head(model.head.in_features, 1)
-    checkpoint = load_model_and_regressor(opt.pretrained_weights, model, regressor)
     model, regressor = model.to(dist.device), regressor.to(dist.device)
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    log.info(f"Checkpoint {opt.pretrained_weights} (epoch {checkpoint.get('epoch')}), device {dist.device}")
-
-    dataset = EchoNetTest(opt.data_folder, opt.frames, opt.frequency, opt.path_test_start_indexes, split=opt.split,
-                          n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
+    log.info(f"Checkpoint {opt.pretrained_weights} (epoch {checkpoint.get('epoch')}), device {dist.device}, "
+             f"AMP {amp or 'off (fp32)'}")
     if opt.path_test_start_indexes is None and dist.is_main:
         drawn = os.path.join(out_dir, "test_start_indexes.json")
         save_start_indexes(dataset.start_indexes, drawn)
         log.info(f"No --path_test_start_indexes: drew starts with seed {opt.seed}, saved to {drawn}")
 
-    def test_progress(iterable, total):
-        return tqdm(iterable, total=total, desc="test", disable=None if dist.is_main else True)
+    done = {"videos": 0, "pass": "the test"}
+    on_interrupt(lambda: f"interrupted during {done['pass']} after {done['videos']} of {len(dataset)} videos; "
+                         "no result file was written; rerun the same command")
 
+    def test_progress(iterable, total):
+        for batch in tqdm(iterable, total=total, desc="test", disable=None if dist.is_main else True):
+            yield batch
+            done["videos"] += len(batch["name"])
+
+    def all_clips_progress(iterable, total):
+        done["videos"], done["pass"] = 0, "the all-clips pass"
+        for batch in tqdm(iterable, total=total, desc="all clips", disable=None if dist.is_main else True):
+            yield batch
+            done["videos"] += len(batch["name"])
+
+    start = time.perf_counter()
     result = predict(model, regressor, dataset, dist, batch_size=opt.batch_size, num_workers=opt.num_workers, amp=amp,
                      channels_last=opt.channels_last, progress=test_progress)
+    seconds = time.perf_counter() - start
+    if all_clips is not None:
+        start = time.perf_counter()
+        result_all = predict_variable_clips(model, regressor, all_clips, dist, batch_size=opt.batch_size,
+                                            num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last,
+                                            progress=all_clips_progress)
+        seconds_all = time.perf_counter() - start
     if not dist.is_main:
         cleanup()
         return None
@@ -94,6 +127,16 @@ def main(argv=None):
     # Reference point: a constant predictor at the mean EF of these very videos (a generous baseline).
     constant_mae = float(abs(labels - labels.mean()).mean())
     log.info(f"For comparison, always predicting their mean EF ({labels.mean():.1f}) gives MAE {constant_mae:.3f}")
+    clips = int(result["clip_predictions"].size)
+    log.info(f"{len(labels)} videos, {clips} clips in {seconds:.1f} s ({clips / seconds:.1f} clips/s)")
+    if all_clips is not None:
+        if result_all["names"] != result["names"]:
+            raise RuntimeError("the all-clips pass scored other videos than the three-clip pass")
+        all_metrics = regression_metrics(result_all["predictions"], labels)
+        counts = result_all["n_clips"]
+        log.info(f"Mean of ALL clips (a clip every {all_clips.clip_stride} frames, {counts.min()}-{counts.max()} "
+                 f"per video, {counts.sum()} in all): {format_metrics(all_metrics)} "
+                 f"({seconds_all:.1f} s, {counts.sum() / seconds_all:.1f} clips/s)")
 
     # The released pickle: metrics of the clip average, plus the best single clip (by R², ties -> later clip).
     best = max(range(n_clips), key=lambda k: (per_clip[k]["r2"], k))
@@ -116,6 +159,15 @@ def main(argv=None):
     for k in range(n_clips):
         table[f"pred_clip_{k}"] = result["clip_predictions"][:, k]
     table["pred_mean"] = result["predictions"]
+    if all_clips is not None:
+        table["n_clips_all"] = result_all["n_clips"]
+        table["pred_all_clips"] = result_all["predictions"]
+        per_clip_table = pd.DataFrame({
+            "video": [name for name, n in zip(result_all["names"], counts) for _ in range(n)],
+            "clip_start": [int(s) for starts in result_all["starts"] for s in starts],
+            "pred": [float(p) for preds in result_all["clip_predictions"] for p in preds]})
+        with atomic_open(os.path.join(out_dir, "predictions_all_clips.csv"), "w") as f:
+            per_clip_table.to_csv(f, index=False, float_format="%.4f")
     with atomic_open(os.path.join(out_dir, "predictions.csv"), "w") as f:
         table.to_csv(f, index=False, float_format="%.4f")
     atomic_write_json({
@@ -125,10 +177,19 @@ def main(argv=None):
         "frames": opt.frames, "frequency": opt.frequency,
         "mean_of_clips": mean_metrics, "per_clip": per_clip, "best_single_clip": best,
         "constant_mean_predictor_mae": constant_mae,
+        "timing": {"videos": int(len(labels)), "clips": clips, "seconds": round(seconds, 3),
+                   "clips_per_s": round(clips / seconds, 3)},
+        **({} if all_clips is None else {"all_clips": {
+            "metrics": all_metrics, "clip_stride": all_clips.clip_stride, "n_clips_total": int(counts.sum()),
+            "n_clips_per_video": {"min": int(counts.min()), "max": int(counts.max())},
+            "seconds": round(seconds_all, 3)}}),
     }, os.path.join(out_dir, "metrics.json"))
     save_figure(prediction_figure(labels, result["predictions"], f"({n_clips}-clip mean)"),
                 os.path.join(out_dir, "test_plots.png"))
-    log.info(f"Wrote {opt.path_save_test_files}, and predictions.csv, metrics.json, test_plots.png in {out_dir}")
+    written = [os.path.basename(opt.path_save_test_files), "predictions.csv", "metrics.json", "test_plots.png",
+               "test.log"] + (["test_start_indexes.json"] if opt.path_test_start_indexes is None else []) \
+        + (["predictions_all_clips.csv"] if all_clips is not None else [])
+    log.info(f"Saved in {out_dir}: {', '.join(written)}")
     cleanup()
     return mean_metrics
 
