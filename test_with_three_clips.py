@@ -28,6 +28,7 @@ from datasets.clip_grid import EchoNetAllClips
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
 from utils.cli import on_interrupt, run_main
 from utils.distributed import cleanup, init_distributed
+from utils.embeddings_file import save_embeddings
 from utils.evaluation import predict, predict_variable_clips
 from utils.io import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
 from utils.log import setup_logger
@@ -53,6 +54,9 @@ def parse_option(argv=None):
                         help="all = also score each video by the mean over all its clips (as predict.py)")
     parser.add_argument("--clip_stride", type=positive_int, default=None,
                         help="--clips all: frames between clip starts (default: frames * frequency // 2)")
+    parser.add_argument("--save_embeddings", action="store_true",
+                        help="also write embeddings.npz beside the results (names, EF, each video's mean clip "
+                             "embedding, predictions), read by visualize.py embeddings --embeddings")
     return parser.parse_args(argv)
 
 
@@ -186,9 +190,20 @@ def main(argv=None):
     }, os.path.join(out_dir, "metrics.json"))
     save_figure(prediction_figure(labels, result["predictions"], f"({n_clips}-clip mean)"),
                 os.path.join(out_dir, "test_plots.png"))
+    if opt.save_embeddings:
+        epoch = checkpoint.get("epoch")
+        save_embeddings(os.path.join(out_dir, "embeddings.npz"), result["names"], labels, result["embeddings"],
+                        result["predictions"],
+                        {"checkpoint": os.path.abspath(opt.pretrained_weights),
+                         "epoch": None if epoch is None else int(epoch), "model": opt.model, "split": opt.split,
+                         "frames": opt.frames, "frequency": opt.frequency, "clips": "three", "n_clips": n_clips,
+                         "start_indexes": os.path.abspath(opt.path_test_start_indexes)
+                         if opt.path_test_start_indexes else f"drawn with seed {opt.seed}",
+                         "written_by": "test_with_three_clips.py"})
     written = [os.path.basename(opt.path_save_test_files), "predictions.csv", "metrics.json", "test_plots.png",
                "test.log"] + (["test_start_indexes.json"] if opt.path_test_start_indexes is None else []) \
-        + (["predictions_all_clips.csv"] if all_clips is not None else [])
+        + (["predictions_all_clips.csv"] if all_clips is not None else []) \
+        + (["embeddings.npz"] if opt.save_embeddings else [])
     log.info(f"Saved in {out_dir}: {', '.join(written)}")
     cleanup()
     return mean_metrics

@@ -12,13 +12,17 @@ import pandas as pd
 import pytest
 import torch
 
+import models
 import test_with_three_clips
 import train_first_stage
 import train_second_stage
+import visualize
 from conftest import TINY
 from datasets import save_start_indexes
 from datasets.synthetic import make_synthetic_echonet
+from utils import plots
 from utils.checkpoint import load_checkpoint
+from utils.embeddings_file import load_embeddings
 from utils.metrics import regression_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -125,11 +129,12 @@ def test_stage2_without_checkpoint_is_a_usage_error(echonet, tmp_path, capsys):
     assert exit_.value.code == 2 and "--pretrained_weights" in capsys.readouterr().err
 
 
-def test_three_clip_test_outputs(stage1, echonet, tmp_path):
+def test_three_clip_test_outputs(stage1, echonet, tmp_path, monkeypatch):
     out = tmp_path / "results" / "test.pkl"
     common = ["--data_folder", str(echonet), "--pretrained_weights", str(stage1 / "best.pth"), "--model",
               "uniformer_tiny", "--frames", "8", "--frequency", "2", "--num_workers", "0", "--device", "cpu"]
-    metrics = test_with_three_clips.main([*common, "--path_save_test_files", str(out), "--batch_size", "3"])
+    metrics = test_with_three_clips.main([*common, "--path_save_test_files", str(out), "--batch_size", "3",
+                                          "--save_embeddings"])
     with open(out, "rb") as f:
         released = pickle.load(f)
     assert list(released) == ["N clips", "metrics xN clips", "best_metrics x1 clip", "best_aux x1 clip"]
@@ -159,6 +164,22 @@ def test_three_clip_test_outputs(stage1, echonet, tmp_path):
     assert saved["timing"]["clips"] == 3 * len(table) and saved["timing"]["clips_per_s"] > 0
     assert (out.parent / "test_plots.png").read_bytes()[:4] == b"\x89PNG"
     assert "R² " in (out.parent / "test.log").read_text()
+
+    # --save_embeddings: visualize.py reuses them without running a model
+    saved_embeddings = load_embeddings(out.parent / "embeddings.npz")
+    assert list(saved_embeddings["names"]) == list(table["video"]) and saved_embeddings["embeddings"].shape == (3, 128)
+    np.testing.assert_allclose(saved_embeddings["predictions"], table["pred_mean"], atol=1e-4)
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the saved embeddings must be reused, not recomputed")
+
+    monkeypatch.setattr(visualize, "predict", no_model)
+    monkeypatch.setattr(models.UniFormer, "forward", no_model)
+    monkeypatch.setattr(plots, "project", lambda embeddings, method="tsne", seed=None: embeddings[:, :2])
+    visualize.main(["embeddings", "--embeddings", str(out.parent / "embeddings.npz"), "--output_dir",
+                    str(tmp_path / "vis"), "--methods", "tsne"])
+    assert (tmp_path / "vis" / "embeddings.png").exists() and (tmp_path / "vis" / "representation.csv").exists()
+    monkeypatch.undo()
 
     # Again from the saved starts and through the decoded-video cache: the same predictions.
     drawn = out.parent / "test_start_indexes.json"

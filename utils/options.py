@@ -51,10 +51,10 @@ def add_model_args(parser, frames=None, frequency=None):
                              "over time; faster on GPUs)")
 
 
-def add_data_and_model_args(parser):
+def add_data_and_model_args(parser, frames=None, frequency=None):
     parser.add_argument("--data_folder", type=str, default="./data",
                         help="EchoNet-Dynamic root (FileList.csv, VolumeTracings.csv, Videos/)")
-    add_model_args(parser)
+    add_model_args(parser, frames, frequency)
     parser.add_argument("--cache_dir", type=str, default=None,
                         help="keep decoded videos here as uint8 .npy (memory-mapped); off by default")
     parser.add_argument("--prefetch_factor", type=positive_int, default=2, help="batches loaded ahead per worker")

@@ -1,0 +1,354 @@
+"""See what a CoReEcho model learned: maps and ordering numbers of its embeddings, and Grad-CAM of its EF.
+
+    python visualize.py embeddings --data_folder EchoNet-Dynamic --split test \
+        --pretrained_weights save/run_a/best.pth save/run_b/best.pth \
+        --path_test_start_indexes test_start_indexes.pkl --model uniformer_small --output_dir vis/
+
+embeds every video of the split with each checkpoint (the mean of the embeddings of its three test clips,
+as test_with_three_clips.py scores it; --clips all: of all its clips on predict.py's grid), and writes
+  OUT/<label>/embeddings.npz  per checkpoint (format: utils/embeddings_file.py),
+  OUT/embeddings.png          one row per checkpoint, a UMAP and a t-SNE map coloured by EF, one colour bar,
+  OUT/representation.json / representation.csv  and the log: how well each checkpoint's embeddings are
+                              ordered by EF (utils/representation.py): distance-EF Spearman, leave-one-out
+                              kNN MAE, within/between-EF-bin distance ratio, plus the MAE of its predictions.
+A label is the checkpoint's folder and file stem (run_a_best), made unique. `--embeddings FILE.npz ...`
+(written by an earlier run or by `test_with_three_clips.py --save_embeddings`) is read instead of
+recomputed, alone or mixed with --pretrained_weights; rows keep the order of the command line.
+
+    python visualize.py cam --pretrained_weights best.pth --model uniformer_small --output_dir cam/ \
+        EchoNet-Dynamic/Videos/0X1A0A263B22CCD966.avi my_echo.mp4 study/IM0001
+
+writes, per input video and clip start (--start S or --starts S,S,...; default 0), Grad-CAM of the predicted
+EF (utils/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay; MJPG AVI or GIF where this OpenCV cannot
+write MP4), OUT/<name>_cam.png (8 frames, clip above overlay) and a row of OUT/cam.csv; the predicted EF is
+printed. <name> is the file stem (made unique; _start<S> added when there are several starts). A 112x112
+AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that predict.py reads
+(MP4/MOV/MKV, DICOM, other sizes) goes through datasets.any_video.load_echo_video (--crop, --target_fps).
+
+Both commands take clips of --frames 36 every --frequency 4 (the paper's) unless told otherwise.
+"""
+import argparse
+import importlib.util
+import os
+import re
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from datasets import EchoNetTest, decode_video, num_starts
+from datasets.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
+from datasets.clip_grid import EchoNetAllClips, cut_clips
+from datasets.video import SIZE
+from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from utils.cam import grad_cam, save_cam_strip, write_cam_video
+from utils.cli import on_interrupt, run_main
+from utils.distributed import init_distributed
+from utils.embeddings_file import load_embeddings, save_embeddings
+from utils.errors import BadInputError
+from utils.evaluation import predict, predict_variable_clips
+from utils.io import atomic_open, atomic_write_json, check_writable_folder
+from utils.log import setup_logger
+from utils.metrics import regression_metrics
+from utils.options import add_data_and_model_args, add_model_args, non_negative_int, parser_with_defaults, \
+    positive_int
+from utils.plots import METHOD_NAMES, checkpoint_embedding_figure, save_figure
+from utils.representation import format_representation_metrics, representation_metrics
+from utils.runtime import amp_dtype
+
+PAPER_CLIP = {"frames": 36, "frequency": 4}  # the clip the paper trains and tests on
+CSV_COLUMNS = ["label", "n_videos", "split", "clips", "spearman", "knn_mae", "bin_ratio", "prediction_mae", "source"]
+
+
+def start_list(text):
+    """'0,40,80' -> [0, 40, 80]: one value, so the video paths after it are never taken for starts."""
+    starts = [non_negative_int(part.strip()) for part in text.split(",")]
+    return list(dict.fromkeys(starts))
+
+
+def parse_option(argv=None):
+    parser = parser_with_defaults("visualize.py", "What a CoReEcho model learned: embedding maps and ordering "
+                                                  "numbers per checkpoint, Grad-CAM of the predicted EF")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{embeddings,cam}")
+
+    def subparser(name, text):
+        return commands.add_parser(name, help=text, description=text,
+                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+
+    embeddings = subparser("embeddings", "embed a split with each checkpoint: UMAP / t-SNE maps coloured by EF "
+                                         "and the distance-EF Spearman, kNN MAE and bin ratio of each")
+    add_data_and_model_args(embeddings, **PAPER_CLIP)
+    # Both flags fill one list, so the figure's rows follow the command line.
+    embeddings.add_argument("--pretrained_weights", dest="sources", action="extend", nargs="+", metavar="CKPT",
+                            type=lambda path: ("checkpoint", path), help="checkpoints to embed the split with")
+    embeddings.add_argument("--embeddings", dest="sources", action="extend", nargs="+", metavar="NPZ",
+                            type=lambda path: ("embeddings", path),
+                            help="embeddings.npz files to show as they are (nothing is recomputed)")
+    embeddings.add_argument("--output_dir", type=str, required=True)
+    embeddings.add_argument("--split", type=str, default="test", choices=("test", "val", "train", "all"))
+    embeddings.add_argument("--clips", type=str, default="three", choices=("three", "all"),
+                            help="a video's embedding is the mean over its three test clips, or over all its "
+                                 "clips on predict.py's grid")
+    embeddings.add_argument("--path_test_start_indexes", type=str, default=None,
+                            help="--clips three: released test_start_indexes.pkl (or .json/.csv); drawn with "
+                                 "--seed if omitted")
+    embeddings.add_argument("--n_clips", type=positive_int, default=3, help="clips per video when starts are drawn")
+    embeddings.add_argument("--seed", type=int, default=0, help="seed for drawn starts")
+    embeddings.add_argument("--clip_stride", type=positive_int, default=None,
+                            help="--clips all: frames between clip starts (default: frames * frequency // 2)")
+    embeddings.add_argument("--batch_size", type=positive_int, default=8, help="videos per forward pass")
+    embeddings.add_argument("--methods", nargs="+", choices=tuple(METHOD_NAMES), default=None,
+                            help="maps per checkpoint (default: umap tsne; tsne alone without umap-learn)")
+
+    cam = subparser("cam", "Grad-CAM of the predicted EF for one clip of each video (runs in fp32, one clip at a "
+                           "time: --amp, --channels_last and --num_workers do not apply)")
+    cam.add_argument("inputs", nargs="+", metavar="INPUT",
+                     help="video files (EchoNet AVI, MP4/MOV/MKV, DICOM), folders (recursive) or glob patterns")
+    cam.add_argument("--pretrained_weights", type=str, required=True, help="a stage-1 or stage-2 checkpoint")
+    cam.add_argument("--output_dir", type=str, required=True)
+    add_model_args(cam, **PAPER_CLIP)
+    cam.add_argument("--starts", "--start", type=start_list, default=[0], metavar="S[,S...]",
+                     help="first frame of each clip shown, e.g. --start 40 or --starts 0,40,80 (one video and one "
+                          "PNG per start)")
+    cam.add_argument("--crop", type=str, default="auto",
+                     help="videos other than 112x112 AVIs: auto = the moving ultrasound sector, none = whole "
+                          "frame, or a box x,y,w,h in pixels (as predict.py)")
+    cam.add_argument("--target_fps", type=float, default=DEFAULT_FPS,
+                     help="videos other than 112x112 AVIs: resample to this frame rate; 0 keeps the source rate")
+
+    opt = parser.parse_args(argv)
+    if opt.command == "embeddings" and not opt.sources:
+        embeddings.error("give --pretrained_weights CKPT ... and/or --embeddings FILE.npz ...")
+    return opt
+
+
+def umap_installed():
+    try:
+        return importlib.util.find_spec("umap") is not None
+    except ValueError:  # sys.modules holds None for it: marked as not importable
+        return False
+
+
+def checkpoint_label(path):
+    """'<parent folder>_<file stem>' of a path, with characters unsafe in a folder name replaced by '_'."""
+    path = os.path.abspath(os.fspath(path))
+    parent, stem = os.path.basename(os.path.dirname(path)), Path(path).stem
+    return re.sub(r"[^\w.+=-]+", "_", f"{parent}_{stem}" if parent else stem)
+
+
+def file_label(data):
+    """An embeddings file is labelled after the checkpoint it was computed with (else after the file itself)."""
+    checkpoint = data["meta"]["checkpoint"]
+    return checkpoint_label(checkpoint if isinstance(checkpoint, str) and checkpoint else data["path"])
+
+
+def unique(names):
+    """The names with _2, _3, ... added to repeats so that no two are equal."""
+    taken, result = set(), []
+    for name in names:
+        candidate, k = name, 1
+        while candidate in taken:
+            k += 1
+            candidate = f"{name}_{k}"
+        taken.add(candidate)
+        result.append(candidate)
+    return result
+
+
+def json_number(value):
+    return None if value is None or not np.isfinite(value) else float(value)
+
+
+def embeddings_main(opt):
+    dist = init_distributed(opt.device)
+    if dist.enabled:
+        raise BadInputError("visualize.py runs as a single process; for a multi-GPU pass run "
+                            "test_with_three_clips.py --save_embeddings under torchrun and pass its file with "
+                            "--embeddings")
+    if opt.methods is None:
+        methods = ["umap", "tsne"] if umap_installed() else ["tsne"]
+    else:
+        methods = list(dict.fromkeys(opt.methods))
+        if "umap" in methods and not umap_installed():
+            raise BadInputError("--methods umap needs umap-learn, which is not installed: pip install umap-learn "
+                                "(or --methods tsne)")
+    amp = amp_dtype(opt.amp, dist.device)
+
+    # inputs first: a wrong path or file fails here, before anything is computed or written
+    loaded = {path: load_embeddings(path) for kind, path in opt.sources if kind == "embeddings"}
+    checkpoints = [path for kind, path in opt.sources if kind == "checkpoint"]
+    if checkpoints:
+        if opt.clips == "three":
+            dataset = EchoNetTest(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.path_test_start_indexes,
+                                  n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
+        else:
+            dataset = EchoNetAllClips(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride,
+                                      cache_dir=opt.cache_dir)
+        model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
+        regressor = get_shallow_mlp_head(model.head.in_features, 1)
+        for path in checkpoints:  # each one fits the model (or names the --model that fits it)
+            load_coreecho_checkpoint(path, model, regressor)
+        model, regressor = model.to(dist.device), regressor.to(dist.device)
+        if opt.channels_last:
+            model = model.to(memory_format=torch.channels_last_3d)
+    labels = unique([checkpoint_label(path) if kind == "checkpoint" else file_label(loaded[path])
+                     for kind, path in opt.sources])
+
+    check_writable_folder(opt.output_dir)
+    log = setup_logger(os.path.join(opt.output_dir, "visualize.log"))
+    progress = {"label": None}
+    on_interrupt(lambda: f"interrupted while embedding with {progress['label']}; the files already written in "
+                         f"{opt.output_dir} are complete; rerun the same command")
+    if checkpoints:
+        how = (f"the mean of {dataset.n_clips} fixed clips per video" if opt.clips == "three" else
+               f"the mean of all clips per video (a clip every {dataset.clip_stride} frames)")
+        log.info(f"Split '{opt.split}' of {opt.data_folder}: {len(dataset)} videos; clips of {opt.frames} frames "
+                 f"every {opt.frequency}; a video's embedding is {how}; device {dist.device}, "
+                 f"AMP {amp or 'off (fp32)'}")
+
+    shown, rows = [], []
+    for (kind, path), label in zip(opt.sources, labels):
+        progress["label"] = label
+        if kind == "embeddings":
+            data = loaded[path]
+            meta, npz = data["meta"], path
+            log.info(f"{label}: {len(data['names'])} videos read from {path} (split '{meta['split']}', "
+                     f"{meta['clips']} clips of {meta['frames']} frames every {meta['frequency']}; checkpoint "
+                     f"{meta['checkpoint']})")
+        else:
+            checkpoint = load_coreecho_checkpoint(path, model, regressor)
+            trained = checkpoint.get("opt")  # last.pth keeps the training options, best.pth does not
+            trained_clip = (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency))
+            if trained_clip != (opt.frames, opt.frequency):
+                log.warning(f"{path} was trained on clips of {trained_clip[0]} frames every {trained_clip[1]}; "
+                            f"embedding with {opt.frames} every {opt.frequency}")
+            start = time.perf_counter()
+            if opt.clips == "three":
+                result = predict(model, regressor, dataset, dist, batch_size=opt.batch_size,
+                                 num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last)
+            else:
+                result = predict_variable_clips(model, regressor, dataset, dist, batch_size=opt.batch_size,
+                                                num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last)
+            meta = {"checkpoint": os.path.abspath(path), "epoch": checkpoint.get("epoch"), "model": opt.model,
+                    "split": opt.split, "frames": opt.frames, "frequency": opt.frequency, "clips": opt.clips,
+                    "written_by": "visualize.py embeddings"}
+            if opt.clips == "three":
+                meta.update(n_clips=dataset.n_clips, start_indexes=os.path.abspath(opt.path_test_start_indexes)
+                            if opt.path_test_start_indexes else f"drawn with seed {opt.seed}")
+            else:
+                meta.update(clip_stride=dataset.clip_stride)
+            meta["epoch"] = None if meta["epoch"] is None else int(meta["epoch"])
+            data = {"names": result["names"], "ef": result["labels"], "embeddings": result["embeddings"],
+                    "predictions": result["predictions"], "meta": meta}
+            npz = save_embeddings(os.path.join(opt.output_dir, label, "embeddings.npz"), data["names"], data["ef"],
+                                  data["embeddings"], data["predictions"], meta)
+            log.info(f"{label}: {path} (epoch {meta['epoch']}) embedded {len(data['names'])} videos in "
+                     f"{time.perf_counter() - start:.1f} s -> {npz}")
+        if len(data["names"]) < 2 or not np.isfinite(data["embeddings"]).all():
+            raise BadInputError(f"{npz}: needs at least 2 videos with finite embeddings (a diverged checkpoint?)")
+        numbers = representation_metrics(data["embeddings"], data["ef"])
+        prediction_mae = regression_metrics(data["predictions"], data["ef"])["mae"]
+        log.info(f"{label}: {format_representation_metrics(numbers)}  prediction MAE {prediction_mae:.3f}")
+        shown.append((label, data))
+        rows.append({"label": label, "n_videos": len(data["names"]), "split": meta["split"], "clips": meta["clips"],
+                     **numbers, "prediction_mae": prediction_mae, "source": os.path.abspath(path),
+                     "embeddings_file": os.path.abspath(npz), "checkpoint": meta["checkpoint"]})
+
+    if len({tuple(sorted(data["names"])) for _, data in shown}) > 1:
+        log.warning("the rows hold different sets of videos (another split or data folder?): compare their "
+                    "numbers with care")
+    table = pd.DataFrame(rows)
+    log.info("Embeddings ordered by EF (Spearman: higher is better; kNN MAE and bin ratio: lower is better):\n"
+             + table[["label", "n_videos", "spearman", "knn_mae", "bin_ratio", "prediction_mae"]].to_string(
+                 index=False, float_format=lambda x: f"{x:.3f}"))
+    with atomic_open(os.path.join(opt.output_dir, "representation.csv"), "w") as f:
+        table[CSV_COLUMNS].to_csv(f, index=False, float_format="%.5f")
+    atomic_write_json({"checkpoints": [{**row, **{key: json_number(row[key]) for key in
+                                                  ("spearman", "knn_mae", "bin_ratio", "prediction_mae")}}
+                                       for row in rows]}, os.path.join(opt.output_dir, "representation.json"))
+    figure_path = os.path.join(opt.output_dir, "embeddings.png")
+    progress["label"] = "the maps"
+    start = time.perf_counter()
+    save_figure(checkpoint_embedding_figure([(label, data["embeddings"], data["ef"]) for label, data in shown],
+                                            methods), figure_path)
+    log.info(f"{' and '.join(METHOD_NAMES[m] for m in methods)} maps in {time.perf_counter() - start:.1f} s; saved "
+             f"in {opt.output_dir}: embeddings.png, representation.json, representation.csv, visualize.log"
+             + "".join(f", {label}/embeddings.npz" for (kind, _), label in zip(opt.sources, labels)
+                       if kind == "checkpoint"))
+    return rows
+
+
+def frame_size(path):
+    """(width, height) from the container header, or None if OpenCV cannot open it."""
+    capture = cv2.VideoCapture(os.fspath(path))
+    try:
+        if not capture.isOpened():
+            return None
+        return int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        capture.release()
+
+
+def read_frames(path, crop, target_fps):
+    """uint8 RGB frames [F, 112, 112, 3] of a video and how they were read: a 112x112 AVI (EchoNet) with the
+    datasets' decoder, as the test pipeline reads it; anything else as predict.py reads it."""
+    if Path(path).suffix.lower() == ".avi" and not isinstance(crop, tuple) and frame_size(path) == (SIZE, SIZE):
+        return decode_video(path), "EchoNet AVI, frames as decoded"
+    frames, info = load_echo_video(path, crop, target_fps)
+    return frames, "; ".join([f"crop {info.crop_text or 'none'}", *info.notes])
+
+
+def cam_main(opt):
+    dist = init_distributed(opt.device)
+    if dist.enabled:
+        raise BadInputError("visualize.py runs as a single process: start it with python, not torchrun")
+    crop = parse_crop(opt.crop)
+    # inputs and weights first: a wrong path fails here, before anything is written
+    videos = expand_inputs(opt.inputs)
+    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
+    regressor = get_shallow_mlp_head(model.head.in_features, 1)
+    checkpoint = load_coreecho_checkpoint(opt.pretrained_weights, model, regressor)
+    model, regressor = model.to(dist.device), regressor.to(dist.device)
+
+    check_writable_folder(opt.output_dir)
+    log = setup_logger(os.path.join(opt.output_dir, "visualize.log"))
+    log.info(f"Checkpoint {opt.pretrained_weights} (epoch {checkpoint.get('epoch')}), {opt.model}, device "
+             f"{dist.device}; {len(videos)} video(s), clips of {opt.frames} frames every {opt.frequency} at start(s) "
+             f"{', '.join(map(str, opt.starts))}")
+    rows = []
+    on_interrupt(lambda: f"interrupted after {len(rows)} clip(s); their files in {opt.output_dir} are complete, "
+                         "cam.csv was not written")
+    for video, name in zip(videos, unique([Path(v).stem for v in videos])):
+        frames, how = read_frames(video, crop, opt.target_fps)
+        high = num_starts(len(frames), opt.frames, opt.frequency)
+        late = [s for s in opt.starts if s >= high]
+        if late:
+            raise BadInputError(f"{video}: start {late[0]} is out of range [0, {high}) ({len(frames)} frames, "
+                                f"--frames {opt.frames}, --frequency {opt.frequency})")
+        clips = cut_clips(frames, opt.starts, opt.frames, opt.frequency)
+        for start, clip in zip(opt.starts, clips):
+            stem = name if len(opt.starts) == 1 else f"{name}_start{start}"
+            heat, ef = grad_cam(model, regressor, clip)
+            movie = write_cam_video(os.path.join(opt.output_dir, f"{stem}_cam.mp4"), clip, heat)
+            strip = save_cam_strip(os.path.join(opt.output_dir, f"{stem}_cam.png"), clip, heat, n_frames=8,
+                                   title=f"{Path(video).name}, clip at frame {start}: predicted EF {ef:.1f} %")
+            log.info(f"{video} (clip at frame {start}; {how}): predicted EF {ef:.1f} % -> {os.path.basename(movie)}, "
+                     f"{os.path.basename(strip)}")
+            rows.append({"file": str(video), "start": start, "ef": ef, "video": os.path.basename(movie),
+                         "png": os.path.basename(strip)})
+    with atomic_open(os.path.join(opt.output_dir, "cam.csv"), "w") as f:
+        pd.DataFrame(rows).to_csv(f, index=False, float_format="%.4f")
+    log.info(f"Saved in {opt.output_dir}: {2 * len(rows)} Grad-CAM files, cam.csv, visualize.log")
+    return rows
+
+
+def main(argv=None):
+    opt = parse_option(argv)
+    return embeddings_main(opt) if opt.command == "embeddings" else cam_main(opt)
+
+
+if __name__ == "__main__":
+    run_main(main)
