@@ -119,11 +119,13 @@ def _render_video(rng: np.random.Generator, n_frames: int, ef: float):
     return frames, tracings, (t_ed, t_es)
 
 
-def _write_video(frames: np.ndarray, path: Path, fps: float) -> None:
+def write_grey_avi(frames: np.ndarray, path: Path, fps: float) -> None:
+    """Grey uint8 frames [T, H, W] -> MJPG AVI at `path` (written to a temporary name, then renamed)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".avi")  # writer needs .avi
     os.close(fd)
     try:
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"MJPG"), fps, (SIZE, SIZE))
+        height, width = frames.shape[1:3]
+        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
         if not writer.isOpened():
             raise RuntimeError(f"cannot open an MJPG video writer for {tmp}")
         for frame in frames:
@@ -166,7 +168,7 @@ def make_synthetic_echonet(out_dir, n: int = 100, seed: int = 0, min_frames: int
         n_frames = int(video_rng.integers(min_frames, max_frames + 1))
         ef_drawn = video_rng.uniform(*ef_range)
         frames, tracings, (t_ed, t_es) = _render_video(video_rng, n_frames, ef_drawn)
-        _write_video(frames, root / "Videos" / f"{name}.avi", fps)
+        write_grey_avi(frames, root / "Videos" / f"{name}.avi", fps)
         volume_mm3 = {t: disk_volume(r[0], r[1:]) * PIXEL_MM ** 3 for t, r in tracings.items()}
         esv, edv = volume_mm3[t_es] / 1000, volume_mm3[t_ed] / 1000
         rows.append({"FileName": name, "EF": round(100 * (edv - esv) / edv, 2), "ESV": round(esv, 2),

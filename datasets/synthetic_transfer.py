@@ -45,7 +45,7 @@ import pandas as pd
 
 from utils.io import atomic_open, atomic_write_text
 
-from .synthetic import _render_video, disk_volume
+from .synthetic import _render_video, disk_volume, write_grey_avi
 
 CAMUS_VIEWS = ("4CH", "2CH")
 QUALITIES = ("Good", "Medium", "Poor")
@@ -137,25 +137,6 @@ def make_synthetic_camus(out_dir, n: int = 10, seed: int = 0, layout: str = "nif
     return root
 
 
-def _write_avi(frames: np.ndarray, path: Path, fps: float) -> None:
-    """Grey uint8 frames [T, H, W] -> MJPG AVI at `path` (written to a temporary name, then renamed)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".avi")  # the writer needs .avi
-    os.close(fd)
-    try:
-        height, width = frames.shape[1:]
-        writer = cv2.VideoWriter(tmp, cv2.VideoWriter_fourcc(*"MJPG"), fps, (width, height))
-        if not writer.isOpened():
-            raise RuntimeError(f"cannot open an MJPG video writer for {tmp}")
-        for frame in frames:
-            writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
-        writer.release()
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def _hmcqu_frames(rng: np.random.Generator, n_frames: int, ef: float, width: int, height: int) -> np.ndarray:
     """The 112x112 heart scaled into a black (height, width) canvas, with a static text overlay."""
     frames, _, _ = _render_video(rng, n_frames, ef)
@@ -200,14 +181,14 @@ def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40
         if mi[i]:
             segments[recording_rng.choice(N_SEGMENTS, size=int(recording_rng.integers(1, 3)), replace=False)] = 1
         ef = recording_rng.uniform(25, 45) if mi[i] else recording_rng.uniform(55, 75)
-        _write_avi(_hmcqu_frames(recording_rng, n_frames, ef, width, height), videos / f"{stem}.avi", HMCQU_FPS)
+        write_grey_avi(_hmcqu_frames(recording_rng, n_frames, ef, width, height), videos / f"{stem}.avi", HMCQU_FPS)
         rows.append({"ECHO": _odd_name(stem, i), **{f"SEG{k + 1}": int(s) for k, s in enumerate(segments)},
                      "Reference Frame": 1, "End of Cycle": n_frames})
     if with_unmatched:
         rows.append({"ECHO": "ES9999 _4CH_1", **{f"SEG{k + 1}": 0 for k in range(N_SEGMENTS)},
                      "Reference Frame": 1, "End of Cycle": n_frames})
         frames = _hmcqu_frames(recording_rngs[n], n_frames, 60.0, width, height)
-        _write_avi(frames, videos / "ES9998 _4CH_1.avi", HMCQU_FPS)
+        write_grey_avi(frames, videos / "ES9998 _4CH_1.avi", HMCQU_FPS)
     with atomic_open(root / "A4C.csv", "w") as f:
         pd.DataFrame(rows).to_csv(f, index=False)
     return root
