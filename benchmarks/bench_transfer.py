@@ -1,0 +1,106 @@
+"""Transfer learning on the CPU: embeddings per second of `transfer_learning.py --mode linear`, and the time
+of a full 10-fold CAMUS comparison of two checkpoints estimated from it.
+
+    python benchmarks/bench_transfer.py [--model uniformer_small] [--frames 32] [--seconds 60] [--threads N]
+
+Measures, in one process:
+1. the encoder on one clip at a time ([1, 3, frames, 112, 112], as utils.evaluation.embed_clips runs on a
+   CPU), random weights, fp32, no gradients: clips/s over about --seconds after one warm-up pass;
+2. reading one synthetic CAMUS sequence (.nii.gz) and cutting its normalised ED->ES clip, as the
+   embedding pass does for every video;
+3. one fold's head of each frozen mode, fit_head of transfer_learning.py with its defaults, on random
+   CAMUS-sized embeddings: 450 training patients x 2 views = 900 clips of the encoder's width.
+Then the estimate for `--dataset camus --pretrained_weights A B --mode linear` (500 patients x 2 views x
+2 checkpoints = 2000 embeddings, 10 folds x 2 checkpoints heads), and for a second run that finds every
+embedding in the cache.
+"""
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import transfer_learning  # noqa: E402
+from datasets import camus  # noqa: E402
+from datasets.clip_grid import cut_clips  # noqa: E402
+from datasets.synthetic_transfer import make_synthetic_camus  # noqa: E402
+from models import get_feature_extractor  # noqa: E402
+
+PATIENTS, VIEWS, CHECKPOINTS, FOLDS = 500, 2, 2, 10
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="uniformer_small", choices=("uniformer_small", "uniformer_base",
+                                                                       "uniformer_tiny"))
+    parser.add_argument("--frames", type=int, default=32)
+    parser.add_argument("--seconds", type=float, default=60.0, help="time spent on encoder passes")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    opt = parser.parse_args()
+    if opt.threads:
+        torch.set_num_threads(opt.threads)
+    torch.manual_seed(0)
+    model = get_feature_extractor(opt.model).eval()
+    clip = torch.randn(1, 3, opt.frames, 112, 112)
+
+    with torch.no_grad():
+        began = time.perf_counter()
+        model(clip)
+        warm_up = time.perf_counter() - began
+        passes, began = 0, time.perf_counter()
+        while passes < 2 or time.perf_counter() - began < opt.seconds - warm_up:
+            model(clip)
+            passes += 1
+        forward = (time.perf_counter() - began) / passes
+
+    with tempfile.TemporaryDirectory() as tmp:
+        samples = camus.list_samples(make_synthetic_camus(Path(tmp), n=4, seed=0), views="both")
+        began = time.perf_counter()
+        for sample in samples:
+            frames = np.repeat(camus.load_frames(sample, opt.frames)[..., None], 3, axis=-1)
+            cut_clips(frames, [0], opt.frames, 1)
+        reading = (time.perf_counter() - began) / len(samples)
+
+    width = model.head.in_features
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(900, width)).astype(np.float32)
+    targets = rng.uniform(20, 80, 900)
+    heads = {}
+    for mode in ("linear", "mlp"):
+        head_opt = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".", "--mode", mode,
+                                                   "--pretrained_weights", "none"])
+        began = time.perf_counter()
+        transfer_learning.fit_head(features, targets, "regression", head_opt)
+        heads[mode] = time.perf_counter() - began
+    defaults = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".",
+                                               "--pretrained_weights", "none"])
+
+    per_video = forward + reading
+    embeddings = PATIENTS * VIEWS * CHECKPOINTS
+    print(f"CPU: {torch.get_num_threads()} torch threads, torch {torch.__version__}; {opt.model} (width {width}), "
+          f"clips of {opt.frames}x112x112, fp32; {passes} timed passes after a {warm_up:.1f} s warm-up")
+    print()
+    print("| step | seconds | rate |")
+    print("|---|---:|---:|")
+    print(f"| encoder forward, one clip | {forward:.3f} | {1 / forward:.2f} clips/s |")
+    print(f"| CAMUS read + clip, one video | {reading:.3f} | {1 / reading:.1f} videos/s |")
+    print(f"| embedding one CAMUS video (both) | {per_video:.3f} | {1 / per_video:.2f} embeddings/s |")
+    for mode, seconds in heads.items():
+        print(f"| {mode} head, one fold (900 clips, {defaults.head_epochs} epochs x batch "
+              f"{defaults.head_batch_size}) | {seconds:.2f} | |")
+    print()
+    for mode, seconds in heads.items():
+        first = embeddings * per_video + FOLDS * CHECKPOINTS * seconds
+        cached = FOLDS * CHECKPOINTS * seconds
+        print(f"Estimate, --mode {mode}, 10-fold CAMUS ({PATIENTS} patients x {VIEWS} views x {CHECKPOINTS} "
+              f"checkpoints = {embeddings} embeddings): {first / 60:.1f} min "
+              f"({embeddings * per_video / 60:.1f} min embedding + {cached / 60:.1f} min heads); "
+              f"again with the embeddings cached: {cached / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
