@@ -1,9 +1,14 @@
-"""EchoNet-Dynamic datasets for CoReEcho: training clips, two-view (RnC) clips, fixed test clips.
+"""EchoNet-Dynamic datasets for CoReEcho. All take (root, split, frames, frequency, ...):
+`EchoNet` (one random clip per video), `EchoNetRNC` (two views per video, stage 1), `EchoNetFixedClips`
+(validation: clips at fixed starts) and `EchoNetTest` (the test split at the released start indexes; the
+released keywords `path_test_start_indexes=` and `trial=` keep working).
 
 Data folder layout (EchoNet-Dynamic): `FileList.csv` (FileName, EF, Split required; FileName with
 or without .avi; Split in any case), `VolumeTracings.csv` (header FileName,X1,Y1,X2,Y2,Frame),
 `Videos/<FileName>.avi`. As in the released loader only videos with >= 2 distinct traced frames
 are kept (silently); tracings of videos that FileList.csv does not list are ignored with a warning.
+A listed video that is missing or cannot be opened is an error, found by a cached header pass before
+any clip is read (headers.py).
 
 A clip is the frames `start + frequency * arange(frames)` of the video, which is first zero-padded
 at the end to `frames * frequency` frames if it is shorter. Training starts are uniform in
