@@ -37,6 +37,18 @@ def run_script(script, *args, env=None, timeout=600):
                           timeout=timeout, env={**os.environ, "WANDB_MODE": "disabled", **(env or {})})
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for a module of tiny-network tests: on a shared 2-core machine more threads mostly
+    wait for each other (measured: 18 s instead of 30-80 s for such a module under load)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def echonet(tmp_path_factory):
     """A synthetic EchoNet-format folder of 16 videos (10 train, 3 val, 3 test). Shared: never modify it;

@@ -23,7 +23,7 @@ from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_ch
 from utils.checkpoint import load_checkpoint, save_best
 from utils.cli import run_main
 from utils.distributed import init_distributed
-from utils.errors import BadInputError, OutputError
+from utils.errors import BadInputError
 from utils.evaluation import predict
 from utils.plots import embedding_map, embedding_maps, prediction_figure
 from utils.runtime import batches, make_loader

@@ -39,13 +39,7 @@ TINY = ["--model", "uniformer_tiny", "--frames", str(FRAMES), "--frequency", str
 HF_SPEC = "hf://someone/coreecho-tiny/runs/best.pth"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a tiny network runs several times faster so."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -27,14 +27,7 @@ DIM = (0.3, 1.0)
 HEAD = ["--head_weight_decay", "10"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A tiny UniFormer on 4-frame clips runs fastest on one thread; on a busy machine more threads mostly wait
-    for each other (measured here: 18 s for this file instead of 30-80 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -41,14 +41,7 @@ def fake_projection(calls):
     return project
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model's convolutions gain little from a second thread, and on two busy shared cores the two
-    threads wait on each other: the training fixture took 74 s instead of 19 s under load."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
