@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 
 from datasets import EchoNetTest, decode_video, num_starts
+from datasets.echonet import denormalise
 from datasets.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
 from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
@@ -332,8 +333,9 @@ def cam_main(opt):
         for start, clip in zip(opt.starts, clips):
             stem = name if len(opt.starts) == 1 else f"{name}_start{start}"
             heat, ef = grad_cam(model, regressor, clip)
-            movie = write_cam_video(os.path.join(opt.output_dir, f"{stem}_cam.mp4"), clip, heat)
-            strip = save_cam_strip(os.path.join(opt.output_dir, f"{stem}_cam.png"), clip, heat, n_frames=8,
+            frames = denormalise(clip)
+            movie = write_cam_video(os.path.join(opt.output_dir, f"{stem}_cam.mp4"), frames, heat)
+            strip = save_cam_strip(os.path.join(opt.output_dir, f"{stem}_cam.png"), frames, heat, n_frames=8,
                                    title=f"{Path(video).name}, clip at frame {start}: predicted EF {ef:.1f} %")
             log.info(f"{video} (clip at frame {start}; {how}): predicted EF {ef:.1f} % -> {os.path.basename(movie)}, "
                      f"{os.path.basename(strip)}")

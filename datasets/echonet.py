@@ -172,6 +172,13 @@ def normalise(clip: np.ndarray, colour_lut: np.ndarray | None = None) -> np.ndar
     return out
 
 
+def denormalise(clip) -> np.ndarray:
+    """Normalised clip [3, T, H, W] (as the datasets produce it) -> RGB frames [T, H, W, 3] uint8."""
+    clip = clip.detach().cpu().numpy() if torch.is_tensor(clip) else np.asarray(clip)
+    pixels = clip * STD[:, None, None, None] + MEAN[:, None, None, None]
+    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
+
+
 class EchoNet(torch.utils.data.Dataset):
     """One clip per item: dict(name, image [3, frames, 112, 112] float32, label [1], ef [1]).
 

@@ -8,8 +8,8 @@ from PIL import Image
 
 import models
 import utils.cam as cam_module
-from datasets.echonet import normalise
-from utils.cam import clip_to_uint8, grad_cam, overlay, save_cam_strip, write_cam_video
+from datasets.echonet import denormalise, normalise
+from utils.cam import grad_cam, overlay, save_cam_strip, write_cam_video
 
 
 @pytest.fixture(scope="module")
@@ -80,10 +80,10 @@ def test_cam_lights_up_where_the_signal_is(frozen):
     assert not cam.any()
 
 
-def test_clip_to_uint8_inverts_the_datasets_normalisation():
+def test_denormalise_inverts_the_datasets_normalisation():
     frames = np.random.default_rng(2).integers(0, 256, size=(3, 5, 112, 112), dtype=np.uint8)  # [C, T, H, W]
     clip = torch.from_numpy(normalise(frames))
-    np.testing.assert_array_equal(clip_to_uint8(clip), frames.transpose(1, 2, 3, 0))
+    np.testing.assert_array_equal(denormalise(clip), frames.transpose(1, 2, 3, 0))
 
 
 def test_overlay_colours_the_map_and_leaves_the_rest():
@@ -123,7 +123,7 @@ def _read_video(path):
 
 def test_video_is_written_and_read_back(tmp_path):
     clip, cam = _clip_and_cam()
-    path = write_cam_video(tmp_path / "cam.mp4", clip, cam)
+    path = write_cam_video(tmp_path / "cam.mp4", denormalise(clip), cam)
     assert path == str(tmp_path / "cam.mp4")
     frames = _read_video(path)
     assert len(frames) == 8 and frames[0].shape == (112, 2 * 112, 3)  # clip | overlay
@@ -136,16 +136,16 @@ def test_video_is_written_and_read_back(tmp_path):
 def test_video_falls_back_to_avi_then_gif(tmp_path, monkeypatch):
     clip, cam = _clip_and_cam(frames=6)
     monkeypatch.setattr(cam_module, "VIDEO_FORMATS", (("ZZZZ", ".mp4"), ("MJPG", ".avi")))  # no such codec
-    path = write_cam_video(tmp_path / "cam.mp4", clip, cam)
+    path = write_cam_video(tmp_path / "cam.mp4", denormalise(clip), cam)
     assert path == str(tmp_path / "cam.avi")
     frames = _read_video(path)
     assert len(frames) == 6 and frames[0].shape == (112, 224, 3)
     # the left half is the clip itself (MJPG is lossy: close, not equal)
-    original = cv2.cvtColor(clip_to_uint8(clip)[0], cv2.COLOR_RGB2BGR)
+    original = cv2.cvtColor(denormalise(clip)[0], cv2.COLOR_RGB2BGR)
     assert np.abs(frames[0][:, :112].astype(int) - original).mean() < 8
 
     monkeypatch.setattr(cam_module, "VIDEO_FORMATS", ())
-    path = write_cam_video(tmp_path / "cam.mp4", clip, cam)
+    path = write_cam_video(tmp_path / "cam.mp4", denormalise(clip), cam)
     assert path == str(tmp_path / "cam.gif")
     with Image.open(path) as gif:
         assert gif.n_frames == 6 and gif.size == (224, 112)
@@ -154,7 +154,7 @@ def test_video_falls_back_to_avi_then_gif(tmp_path, monkeypatch):
 
 def test_png_strip(tmp_path):
     clip, cam = _clip_and_cam(frames=36)
-    path = save_cam_strip(tmp_path / "strip.png", clip, cam, title="predicted EF 55.0 %")
+    path = save_cam_strip(tmp_path / "strip.png", denormalise(clip), cam, title="predicted EF 55.0 %")
     data = (tmp_path / "strip.png").read_bytes()
     assert path == tmp_path / "strip.png" and data[:8] == b"\x89PNG\r\n\x1a\n"
     with Image.open(path) as image:
@@ -166,7 +166,7 @@ def test_strip_figure_picks_evenly_spaced_frames(monkeypatch):
     clip, cam = _clip_and_cam(frames=36)
     figures = []
     monkeypatch.setattr(cam_module, "save_figure", lambda fig, path: figures.append(fig))
-    save_cam_strip("unused.png", clip, cam)
+    save_cam_strip("unused.png", denormalise(clip), cam)
     fig, = figures
     assert len(fig.axes) == 16
     assert [ax.get_title() for ax in fig.axes[:8]] == [f"frame {i}" for i in (0, 5, 10, 15, 20, 25, 30, 35)]

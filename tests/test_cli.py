@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import test_with_three_clips
 from utils.options import run_name, training_parser
@@ -83,3 +84,34 @@ def test_script_rejects_bad_frames_from_the_command_line():
     result = subprocess.run([sys.executable, "train_first_stage.py", "--frames", "0", "--frequency", "4"],
                             cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "--frames: must be >= 1, got 0" in result.stderr.strip().splitlines()[-1]
+
+
+def test_stage2_run_name_has_no_temperature():
+    opt = training_parser(2).parse_args(readme_commands()["train_second_stage.py"] + ["--temp", "3.0"])
+    assert run_name(opt, 2) == "RnC-LP_uniformer_small_ep_4_lr_0.0001_wd_0.0001_bsz_16_aug_True_trial_0"
+
+
+def test_deterministic_flag_selects_deterministic_cudnn():
+    from utils.seed import set_seed
+
+    opt = training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--deterministic"])
+    saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
+    try:
+        torch.backends.cudnn.benchmark = True
+        set_seed(opt.trial, opt.deterministic)
+        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
+    finally:
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = saved
+    assert not training_parser(1).parse_args(["--frames", "8", "--frequency", "2"]).deterministic
+
+
+def test_long_dumps_go_to_the_log_file_only(tmp_path, capsys):
+    from utils.log import FILE_ONLY, setup_logger
+
+    log = setup_logger(tmp_path / "training.log")
+    log.info("Options:\n  temp: 1.0", extra=FILE_ONLY)
+    log.info("Device: cpu")
+    for handler in log.handlers:
+        handler.flush()
+    assert "Options" not in capsys.readouterr().out
+    assert "Options:\n  temp: 1.0" in (tmp_path / "training.log").read_text()

@@ -71,7 +71,7 @@ def test_training_scripts_under_torchrun(echonet, tmp_path):
         assert result.returncode == 0, result.stderr[-3000:]
     log = (tmp_path / "save" / "s1" / "training.log").read_text()
     assert "Device: cpu x 2 process(es)" in log
-    assert log.count("Epoch 0 validation") == 1  # only rank 0 logs
+    assert log.count("Epoch 0 validation:") == 1  # only rank 0 logs
     last = torch.load(tmp_path / "save" / "s2" / "last.pth", weights_only=False)
     assert not any(k.startswith("module.") for k in [*last["model"], *last["regressor"]])
 

@@ -231,9 +231,11 @@ def test_stage1_training_reduces_both_losses(tmp_path):
 
 def test_wandb_offline_run_logs_metrics_and_embedding_maps(echonet, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
+    # the maps' layout without the projections themselves (a real UMAP compiles with numba for ~12 s)
+    monkeypatch.setattr(plots, "project", lambda embeddings, method="tsne", seed=None: embeddings[:, :2])
     train_first_stage.main(["--data_folder", str(echonet), *TINY, "--num_workers", "0", "--save_root", str(tmp_path),
                             "--run_name", "w", "--batch_size", "4", "--epochs", "0", "--wandb",
                             "--wandb_project_name", "test"])
     runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
-    assert list(runs[0].glob("*.wandb")) and list(runs[0].rglob("*TSNE*.png"))
+    assert list(runs[0].glob("*.wandb")) and list(runs[0].rglob("*TSNE*.png")) and list(runs[0].rglob("*UMAP*.png"))

@@ -19,7 +19,7 @@ def stage1_command(data, save_root, run_name, *extra):
     # dropout on (uniformer_tiny has none; the regressor's does the work) and augmentation: every random
     # stream of a run is exercised
     return [sys.executable, "train_first_stage.py", "--data_folder", str(data), *TINY, "--batch_size", "2",
-            "--epochs", "2", "--learning_rate", "1e-3", "--aug", "--temp", "1.0", "--trial", "3",
+            "--epochs", "1", "--learning_rate", "1e-3", "--aug", "--temp", "1.0", "--trial", "3",
             "--save_root", str(save_root), "--run_name", run_name, *extra]
 
 

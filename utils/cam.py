@@ -21,7 +21,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from datasets.echonet import MEAN, STD
 from utils.io import atomic_open
 from utils.plots import cam_strip_figure, save_figure
 
@@ -86,13 +85,6 @@ def _upsample(cam, size, cell_size):
     return cam[0, 0].clamp(0, 1).cpu().numpy().astype(np.float32)
 
 
-def clip_to_uint8(clip):
-    """Normalised clip [3, T, H, W] (as the datasets produce it) -> RGB frames [T, H, W, 3] uint8."""
-    clip = clip.detach().cpu().numpy() if torch.is_tensor(clip) else np.asarray(clip)
-    pixels = clip * STD[:, None, None, None] + MEAN[:, None, None, None]
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
-
-
 def overlay(frames, cam, alpha=0.5, colormap=cv2.COLORMAP_JET):
     """RGB frames [T, H, W, 3] uint8 with the map [T, H, W] in [0, 1] coloured in. Each pixel blends
     in the colour with weight `alpha` x map, so the echo shows unchanged where the map is 0."""
@@ -106,13 +98,13 @@ def overlay(frames, cam, alpha=0.5, colormap=cv2.COLORMAP_JET):
     return np.rint((1 - weight) * frames + weight * heat).astype(np.uint8)
 
 
-def write_cam_video(path, clip, cam, fps=CLIP_FPS, alpha=0.5):
-    """Write the clip (left) beside the clip with the map overlaid (right).
+def write_cam_video(path, frames, cam, fps=CLIP_FPS, alpha=0.5):
+    """Write the clip's RGB frames [T, H, W, 3] uint8 (datasets.echonet.denormalise of a clip) (left) beside
+    the clip with the map overlaid (right).
 
     MP4 (mp4v) when this OpenCV build can encode it, else MJPG AVI, else an animated GIF: the extension
     of `path` is replaced by the one written. Returns the path written (atomically, via atomic_open).
     """
-    frames = clip_to_uint8(clip)
     side_by_side = np.concatenate([frames, overlay(frames, cam, alpha)], axis=2)
     stem = os.path.splitext(os.fspath(path))[0]
     for fourcc, extension in VIDEO_FORMATS:
@@ -154,9 +146,9 @@ def _encode_gif(frames, fps):
     return buffer.getvalue()
 
 
-def save_cam_strip(path, clip, cam, n_frames=8, alpha=0.5, title=None):
-    """PNG of `n_frames` evenly spaced frames: the clip on the top row, the overlay below."""
-    frames = clip_to_uint8(clip)
+def save_cam_strip(path, frames, cam, n_frames=8, alpha=0.5, title=None):
+    """PNG of `n_frames` evenly spaced frames of RGB frames [T, H, W, 3] uint8: the clip on the top row, the
+    overlay below."""
     indexes = np.unique(np.linspace(0, len(frames) - 1, min(n_frames, len(frames))).round().astype(int))
     save_figure(cam_strip_figure(frames[indexes], overlay(frames[indexes], cam[indexes], alpha), indexes, title),
                 path)
