@@ -3,23 +3,12 @@
 # on the PATH (activate a virtual environment first), writes a small synthetic EchoNet-format dataset, trains
 # stage 1 (RnC) and stage 2 (MLP probing) of a tiny UniFormer, then runs the three-clip test.
 # Measured on 2 CPU cores: see "Quickstart" in README.md; each step prints how long it took.
-set -euo pipefail
-cd "$(dirname "$0")"
-export WANDB_MODE="${WANDB_MODE:-disabled}" PYTHONUNBUFFERED=1
-PY="${PYTHON:-python3}"
+source "$(dirname "$0")/demo_common.sh"
 DATA=data/synthetic_echonet
 OUT=save/demo
 CACHE=data/synthetic_echonet_cache
 COMMON=(--data_folder "$DATA" --model uniformer_tiny --frames 16 --frequency 4 --num_workers 2
         --cache_dir "$CACHE" --save_root "$OUT" --print_freq 10 --trial 0)
-START=$SECONDS
-
-step() {  # step "what" command...: run it and say how long it took
-    local what=$1 began=$SECONDS
-    shift
-    "$@"
-    echo "== $what: $((SECONDS - began)) s"
-}
 
 step "install requirements" "$PY" -m pip install -q -r requirements.txt
 [ -f "$DATA/FileList.csv" ] || step "synthetic dataset" "$PY" -m datasets.synthetic --out "$DATA" --n 400 --seed 0

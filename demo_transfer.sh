@@ -7,22 +7,11 @@
 # folds, and prints the table. Each step prints how long it took; a second run finds the data, the checkpoint
 # and the embeddings (cache) and only trains the heads. Install the requirements first
 # (python3 -m pip install -r requirements.txt, or run demo.sh once).
-set -euo pipefail
-cd "$(dirname "$0")"
-export WANDB_MODE="${WANDB_MODE:-disabled}" PYTHONUNBUFFERED=1
-PY="${PYTHON:-python3}"
+source "$(dirname "$0")/demo_common.sh"
 CAMUS=data/synthetic_camus
 ECHONET=data/synthetic_echonet_small
 OUT=save/demo_transfer
 STAGE1=save/demo/stage1/best.pth  # written by demo.sh (16-frame clips, uniformer_tiny)
-START=$SECONDS
-
-step() {  # step "what" command...: run it and say how long it took
-    local what=$1 began=$SECONDS
-    shift
-    "$@"
-    echo "== $what: $((SECONDS - began)) s"
-}
 
 [ -f "$CAMUS/database_nifti/patient0050/Info_2CH.cfg" ] || \
     step "synthetic CAMUS (50 patients, 2 views)" "$PY" -m datasets.synthetic_transfer --kind camus --out "$CAMUS" \

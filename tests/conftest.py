@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def signal_when_logged(process, log, text, signal_number, timeout=300):
+    """Send `signal_number` to `process` as soon as `log` contains `text` (polled every 50 ms)."""
+    deadline = time.time() + timeout
+    while time.time() < deadline and process.poll() is None:
+        if log.exists() and text in log.read_text():
+            process.send_signal(signal_number)
+            return
+        time.sleep(0.05)
+
+
+def read_all_frames(path, rgb=False):
+    """Every frame OpenCV decodes from `path` (BGR, or RGB with rgb=True), as a list: a plain reference reader."""
+    import cv2
+
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB) if rgb else frame)
+    capture.release()
+    return frames
 
 
 def run_script(script, *args, env=None, timeout=600):

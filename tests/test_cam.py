@@ -7,6 +7,7 @@ import torch.nn as nn
 from PIL import Image
 
 import models
+from conftest import read_all_frames
 import utils.cam as cam_module
 from datasets.echonet import denormalise, normalise
 from utils.cam import grad_cam, overlay, save_cam_strip, write_cam_video
@@ -109,23 +110,11 @@ def _clip_and_cam(frames=8):
     return torch.from_numpy(normalise(uint8)), cam
 
 
-def _read_video(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    return frames
-
-
 def test_video_is_written_and_read_back(tmp_path):
     clip, cam = _clip_and_cam()
     path = write_cam_video(tmp_path / "cam.mp4", denormalise(clip), cam)
     assert path == str(tmp_path / "cam.mp4")
-    frames = _read_video(path)
+    frames = read_all_frames(path)
     assert len(frames) == 8 and frames[0].shape == (112, 2 * 112, 3)  # clip | overlay
     # BGR as read: the map's hot box (rows 20-60, columns 30-70) is red, the rest of the overlay grey
     hot, cold = frames[0][30:50, 112 + 40:112 + 60].mean(axis=(0, 1)), frames[0][80:100, 112 + 80:].mean(axis=(0, 1))
@@ -138,7 +127,7 @@ def test_video_falls_back_to_avi_then_gif(tmp_path, monkeypatch):
     monkeypatch.setattr(cam_module, "VIDEO_FORMATS", (("ZZZZ", ".mp4"), ("MJPG", ".avi")))  # no such codec
     path = write_cam_video(tmp_path / "cam.mp4", denormalise(clip), cam)
     assert path == str(tmp_path / "cam.avi")
-    frames = _read_video(path)
+    frames = read_all_frames(path)
     assert len(frames) == 6 and frames[0].shape == (112, 224, 3)
     # the left half is the clip itself (MJPG is lossy: close, not equal)
     original = cv2.cvtColor(denormalise(clip)[0], cv2.COLOR_RGB2BGR)

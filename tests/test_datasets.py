@@ -15,8 +15,7 @@ from datasets import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNet
                       decode_video, frame_count, load_start_indexes, open_cached, save_start_indexes)
 from datasets.echonet import NORMALISED
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "echonet_samples"
-OFFICIAL_STARTS = Path(__file__).resolve().parents[2] / "shared" / "data" / "test_start_indexes.pkl"
+from conftest import OFFICIAL_STARTS, SAMPLES, read_all_frames
 
 PATCH = slice(32, 80)  # block-aligned flat square: MJPG keeps its value (almost) exactly
 STEP, BASE = 3, 20  # frame k has patch value BASE + STEP * k
@@ -85,13 +84,7 @@ def expected_clip(decoded, start, frames, frequency):
 
 
 def reference_decode(path):
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, bgr = capture.read()
-        if not ok:
-            return np.stack(frames)
-        frames.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+    return np.stack(read_all_frames(path, rgb=True))
 
 
 @pytest.fixture(scope="module")

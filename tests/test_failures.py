@@ -16,7 +16,7 @@ import torch
 
 import test_with_three_clips
 import train_first_stage
-from conftest import REPO_ROOT, TINY, run_script
+from conftest import REPO_ROOT, TINY, run_script, signal_when_logged
 from datasets import EchoNet, EchoNetFixedClips
 from datasets import headers
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint, load_pretrained
@@ -94,12 +94,7 @@ def test_ctrl_c_during_training_says_where_and_how_to_continue(echonet, tmp_path
     process = subprocess.Popen([sys.executable, "train_first_stage.py", *stage1_args(echonet, tmp_path)],
                                cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "WANDB_MODE": "disabled"})
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and "Train [1][1/" in log.read_text():
-            process.send_signal(signal.SIGINT)
-            break
-        time.sleep(0.05)
+    signal_when_logged(process, log, "Train [1][1/", signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     lines = stderr.strip().splitlines()

@@ -4,13 +4,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 
 import train_first_stage
-from conftest import REPO_ROOT, TINY
+from conftest import REPO_ROOT, TINY, signal_when_logged
 from utils.checkpoint import load_checkpoint
 from utils.errors import NonFiniteLossError
 
@@ -48,12 +47,7 @@ def test_workers_and_sigkill_resume_do_not_change_the_result(echonet, tmp_path):
     process = subprocess.Popen(stage1_command(echonet, tmp_path, "killed", "--num_workers", "2"), cwd=REPO_ROOT,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                env={**os.environ, "WANDB_MODE": "disabled"})
-    deadline = time.time() + 300
-    while time.time() < deadline and process.poll() is None:
-        if log.exists() and "Train [1][2/" in log.read_text():
-            process.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.05)
+    signal_when_logged(process, log, "Train [1][2/", signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
     assert load_checkpoint(tmp_path / "killed" / "last.pth")["epoch"] == 0
 

@@ -16,7 +16,7 @@ import models
 import train_first_stage
 import utils.plots as plots
 import visualize
-from conftest import TINY
+from conftest import TINY, read_all_frames
 from datasets import EchoNetTest, decode_video, save_start_indexes
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
 from utils.checkpoint import save_best
@@ -189,14 +189,7 @@ def test_cam_writes_video_and_strip_from_the_test_pipelines_clip(checkpoints, ec
     for row, (clip, heat, ef) in zip(rows, maps):
         stem = os.path.splitext(os.path.basename(row["file"]))[0]
         assert row["video"] == f"{stem}_cam.mp4" and row["png"] == f"{stem}_cam.png"
-        capture = cv2.VideoCapture(str(out / row["video"]))
-        read = []
-        while True:
-            ok, frame = capture.read()
-            if not ok:
-                break
-            read.append(frame)
-        capture.release()
+        read = read_all_frames(out / row["video"])
         assert len(read) == 8 and read[0].shape == (112, 2 * 112, 3)  # --frames frames: clip | overlay
         assert (out / row["png"]).read_bytes()[:8] == PNG
         assert heat.shape == (8, 112, 112) and np.isfinite(heat).all() and heat.min() >= 0 and heat.max() <= 1
