@@ -4,8 +4,9 @@
   (a) released-style settings: fp32 (--amp none), no decoded-video cache, 8 data-loader workers,
       depthwise convolutions as nn.Conv3d;
   (b) this project's fast settings: bf16, the decoded-video cache (filled beforehand, its one-off cost
-      projected separately), the conv2d depthwise convolutions, channels_last_3d, 8 workers
-      (--best_extra adds flags, e.g. --best_extra=--compile).
+      projected separately), `--depthwise auto` (the 5x5x5 depthwise convolutions as 2D ones), 8 workers
+      (--best_depthwise picks another; --best_extra adds flags, e.g. --best_extra=--compile). No
+      channels_last_3d: on an H100 it made the bf16 step slower (148 vs 170 clips/s, RESULTS.md).
 
 Every stage runs `--epochs 0` (one pass over the generated set, so --videos sets the number of steps);
 the speed figures come from the scripts' own timing files (<run>/timing.json of each training stage,
@@ -226,7 +227,7 @@ def config_flags(opt, cache_dir: Path, supported: set) -> dict:
     """Flags of the two configurations: {name: (training flags, test flags)}; unsupported ones dropped."""
     released = ["--amp", "none", "--num_workers", str(opt.num_workers)]
     best = ["--amp", "bf16", "--num_workers", str(opt.best_num_workers), "--cache_dir", str(cache_dir),
-            "--depthwise", "conv2d", "--channels_last", *opt.best_extra.split()]
+            "--depthwise", opt.best_depthwise, *opt.best_extra.split()]
     configs = {}
     for name, flags in (("released", released), ("best", best)):
         kept, i = [], 0
@@ -358,6 +359,8 @@ def parse_args(argv=None, gpu: bool = False):
     parser.add_argument("--batch_size", type=int, default=None, help="videos per training step (paper: 16)")
     parser.add_argument("--num_workers", type=int, default=None, help="data-loader workers, released config")
     parser.add_argument("--best_num_workers", type=int, default=None, help="data-loader workers, best config")
+    parser.add_argument("--best_depthwise", default="auto", choices=("conv3d", "conv2d", "auto"),
+                        help="--depthwise of the best configuration")
     parser.add_argument("--best_extra", default="",
                         help="more flags for the best configuration, e.g. --best_extra=--compile")
     parser.add_argument("--epochs", type=int, default=0, help="last epoch index of each stage (0: one pass)")

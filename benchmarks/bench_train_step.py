@@ -1,6 +1,7 @@
 """Stage-1 training step of UniFormer-S (two views x batch, 36x112x112 clips): clips/s and peak memory,
 fp32 eager with the plain (math) attention kernel vs. bf16 autocast + fused SDPA (+ channels_last_3d,
-+ the depthwise 3D convolutions run as 2D ones (`depthwise='conv2d'`), + torch.compile), side by side in
++ the depthwise 3D convolutions run as 2D ones (`depthwise='conv2d'`, or 'auto': the 5x5x5 ones only),
++ torch.compile), side by side in
 one run on whatever device is present.
 
 Peak memory: on a GPU the allocator's peak; on the CPU each configuration runs in a fresh process and
@@ -39,9 +40,9 @@ CONFIGURATIONS = [
     ("bf16 autocast + SDPA", BF16),
     ("bf16 + SDPA + channels_last_3d", dict(BF16, channels_last=True)),
     ("bf16 + SDPA + conv2d depthwise", dict(BF16, depthwise="conv2d")),
-    ("bf16 + SDPA + channels_last + conv2d dw", dict(BF16, channels_last=True, depthwise="conv2d")),
+    ("bf16 + SDPA + auto depthwise (k5 conv2d)", dict(BF16, depthwise="auto")),
     ("bf16 + SDPA + channels_last + compile", dict(BF16, channels_last=True, compile=True)),
-    ("bf16 + SDPA + conv2d dw + compile", dict(BF16, depthwise="conv2d", compile=True)),
+    ("bf16 + SDPA + auto dw + compile", dict(BF16, depthwise="auto", compile=True)),
 ]
 # Depthwise layers of UniFormer-S on 36x112x112 clips: (stage, channels, frames, size, kernel, layers per model).
 DEPTHWISE_LAYERS = [(1, 64, 18, 28, 3, 3), (1, 64, 18, 28, 5, 3), (2, 128, 18, 14, 3, 4), (2, 128, 18, 14, 5, 4),

@@ -2,7 +2,7 @@
 # The GPU checks in one run (about 8 minutes on an H100/H200, at most 9.5 with every step at its limit): the
 # CUDA tests (tests/test_cuda.py, tests/test_depthwise.py), then the benchmarks of benchmarks/RESULTS.md: the
 # depthwise layers (nn.Conv3d vs the conv2d implementation), the stage-1 training step (fp32 eager vs bf16 +
-# SDPA, channels_last, conv2d depthwise, compile), the three-clip test and the whole pipeline (stage 1 ->
+# SDPA, channels_last, conv2d/auto depthwise, compile), the three-clip test and the whole pipeline (stage 1 ->
 # stage 2 -> test as the real scripts, released-style vs fastest settings, projected to the paper's schedule).
 # Needs no wandb. Usage: bash benchmarks/gpu_benchmarks.sh [OUT_DIR]   (logs are written to OUT_DIR as they grow)
 # The test benchmark uses the real example videos in .bench_data/echonet_samples when that folder exists

@@ -14,7 +14,7 @@ A clip is the frames `start + frequency * arange(frames)` of the video, which is
 at the end to `frames * frequency` frames if it is shorter. Training starts are uniform in
 [0, F - (frames - 1) * frequency) (F = padded length). The optional augmentation zero-pads the
 uint8 frames by 6 px on each side and crops 112x112 at one offset in [0, 12]^2 shared by all
-frames (torchvision RandomCrop(112, padding=6) on the whole clip). Then each channel is
+frames (what torchvision's RandomCrop(112, padding=6) does to the whole clip). Then each channel is
 normalised with MEAN / STD (pixel scale 0..255), so padding becomes -MEAN / STD.
 
 Randomness: with `seed=None` torch's global RNG is used (DataLoader seeds each worker); with an
@@ -31,7 +31,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
-from torchvision.transforms.v2 import functional as TF
 
 from utils.errors import BadInputError, MissingInputError
 
@@ -159,6 +158,19 @@ def num_starts(num_frames: int, frames: int, frequency: int) -> int:
     return padded_length(num_frames, frames, frequency) - (frames - 1) * frequency
 
 
+def shifted_crop(clip: np.ndarray, top: int, left: int) -> np.ndarray:
+    """The augmentation's crop of [..., H, W] uint8 frames: zero-pad PAD pixels on every side and take the
+    SIZE x SIZE window at (top, left) of the padded frames (torchvision's RandomCrop(SIZE, padding=PAD) with
+    that offset; numpy here, as importing torchvision.transforms costs ~2 s per process)."""
+    height, width = clip.shape[-2:]
+    out = np.zeros((*clip.shape[:-2], SIZE, SIZE), clip.dtype)
+    # the window in source coordinates, clipped to the frame; the rest stays padding
+    y0, x0 = top - PAD, left - PAD
+    src_y, src_x = slice(max(y0, 0), min(y0 + SIZE, height)), slice(max(x0, 0), min(x0 + SIZE, width))
+    out[..., src_y.start - y0:src_y.stop - y0, src_x.start - x0:src_x.stop - x0] = clip[..., src_y, src_x]
+    return out
+
+
 def normalise(clip: np.ndarray, colour_lut: np.ndarray | None = None) -> np.ndarray:
     """uint8 [C, T, H, W] -> float32 [3, T, H, W] normalised with MEAN / STD.
 
@@ -258,10 +270,10 @@ class EchoNet(torch.utils.data.Dataset):
         position = np.where(real, np.searchsorted(wanted, index), len(wanted))
         clips = []
         for rows, offset in zip(position, offsets):
-            clip = torch.from_numpy(frames[rows]).permute(3, 0, 1, 2)  # [C, T, H, W]
-            if offset is not None:  # == RandomCrop(112, padding=6) with this offset
-                clip = TF.crop(clip, offset[0] - PAD, offset[1] - PAD, SIZE, SIZE)
-            clips.append(torch.from_numpy(normalise(clip.numpy(), video.colour_lut)))
+            clip = frames[rows].transpose(3, 0, 1, 2)  # [C, T, H, W]
+            if offset is not None:
+                clip = shifted_crop(clip, *offset)
+            clips.append(torch.from_numpy(normalise(clip, video.colour_lut)))
         return clips
 
     def _item(self, index: int, image: torch.Tensor) -> dict:

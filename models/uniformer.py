@@ -11,7 +11,9 @@ Parameter names and registration order follow the public Kinetics-400 checkpoint
 
 ``depthwise='conv2d'`` computes the depthwise 3D convolutions (``pos_embed`` and the local ``attn``) as
 sums over temporal taps of depthwise 2D convolutions; same parameters and results, faster on GPUs (see
-``DepthwiseConv3d``). The default ``'conv3d'`` keeps the released numerics.
+``DepthwiseConv3d``). ``'auto'`` does so only for the 5x5x5 ``attn`` convolutions, where it measured
+3.1-3.7x faster per layer on an H100; the 3x3x3 ``pos_embed`` ones stay nn.Conv3d (conv2d: 0.67-1.2x).
+The default ``'conv3d'`` keeps the released numerics.
 """
 from typing import Sequence
 
@@ -21,10 +23,12 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, Mlp, trunc_normal_
 
-__all__ = ['UniFormer', 'DepthwiseConv3d', 'DEPTHWISE_IMPLS', 'depthwise_conv3d_by_frames', 'uniformer_small',
+__all__ = ['UniFormer', 'DepthwiseConv3d', 'DEPTHWISE_IMPLS', 'DEPTHWISE_CHOICES', 'depthwise_conv3d_by_frames', 'uniformer_small',
            'uniformer_base', 'uniformer_tiny']
 
 DEPTHWISE_IMPLS = ('conv3d', 'conv2d')
+DEPTHWISE_CHOICES = DEPTHWISE_IMPLS + ('auto',)  # auto: conv2d for kernels >= AUTO_CONV2D_KERNEL, else conv3d
+AUTO_CONV2D_KERNEL = 5  # on an H100, conv2d won 3.1-3.7x at k5 but lost up to 0.67x at k3 (benchmarks/RESULTS.md)
 
 
 def _to_frames(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -146,13 +150,15 @@ class DepthwiseConv3d(nn.Conv3d):
     convolution as a sum over the k temporal taps of depthwise 2D convolutions with time folded into the
     batch (``depthwise_conv3d_by_frames``): on GPUs cuDNN's channels_last depthwise 2D kernels are several
     times faster than PyTorch's native depthwise 3D ones (cuDNN is not used for those). The parameters
-    are nn.Conv3d's, so checkpoints load into either.
+    are nn.Conv3d's, so checkpoints load into either. ``impl='auto'`` picks conv2d for k >= 5, else conv3d.
     """
 
     def __init__(self, dim: int, kernel_size: int, impl: str = 'conv3d'):
         super().__init__(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        if impl not in DEPTHWISE_IMPLS:
-            raise ValueError(f'unknown depthwise implementation {impl!r}; choose one of {DEPTHWISE_IMPLS}')
+        if impl not in DEPTHWISE_CHOICES:
+            raise ValueError(f'unknown depthwise implementation {impl!r}; choose one of {DEPTHWISE_CHOICES}')
+        if impl == 'auto':
+            impl = 'conv2d' if kernel_size >= AUTO_CONV2D_KERNEL else 'conv3d'
         self.impl = impl
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -284,8 +290,9 @@ class UniFormer(nn.Module):
         attn_drop_rate: dropout on attention weights.
         drop_path_rate: stochastic-depth rate, increased linearly over all blocks up to this value.
         use_checkpoint: recompute each block in the backward pass (saves activation memory).
-        depthwise: 'conv3d' (released) or 'conv2d' (same maths, faster on GPUs): how the depthwise 3D
-            convolutions run, see ``DepthwiseConv3d``. The state_dict is the same either way.
+        depthwise: 'conv3d' (released), 'conv2d' (same maths, faster on GPUs) or 'auto' (conv2d for the
+            5x5x5 convolutions only): how the depthwise 3D convolutions run, see ``DepthwiseConv3d``. The
+            state_dict is the same either way.
     """
 
     def __init__(

@@ -118,16 +118,18 @@ def test_argument_defaults_for_gpu_cpu_and_quick():
 
 
 def test_configurations_drop_flags_the_scripts_do_not_know(tmp_path):
-    opt = bp.parse_args(["--best_extra=--compile"], gpu=True)  # "=": the value starts with --
+    opt = bp.parse_args(["--best_extra=--compile --channels_last"], gpu=True)  # "=": the value starts with --
     every = {"--depthwise", "--channels_last", "--cache_dir", "--compile", "--amp"}
     configs = bp.config_flags(opt, tmp_path, every)
     assert configs["released"] == (["--amp", "none", "--num_workers", "8"],) * 2
     train, test = configs["best"]
-    assert train == ["--amp", "bf16", "--num_workers", "8", "--cache_dir", str(tmp_path), "--depthwise", "conv2d",
-                     "--channels_last", "--compile"]
-    assert test == train[:-1]  # the test script does not compile
+    assert train == ["--amp", "bf16", "--num_workers", "8", "--cache_dir", str(tmp_path), "--depthwise", "auto",
+                     "--compile", "--channels_last"]
+    assert test == train[:-2] + ["--channels_last"]  # the test script does not compile
     train, _ = bp.config_flags(opt, tmp_path, every - {"--depthwise"})["best"]
-    assert "--depthwise" not in train and "conv2d" not in train and "--channels_last" in train
+    assert "--depthwise" not in train and "auto" not in train and "--channels_last" in train
+    opt = bp.parse_args(["--best_depthwise", "conv2d"], gpu=True)
+    assert bp.config_flags(opt, tmp_path, every)["best"][0][-2:] == ["--depthwise", "conv2d"]
 
 
 def test_prepare_dataset_never_deletes_other_data(tmp_path):

@@ -13,7 +13,7 @@ import torch
 
 from datasets import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNetTest, UnsafePickleError, VideoReader,
                       decode_video, frame_count, load_start_indexes, open_cached, save_start_indexes)
-from datasets.echonet import NORMALISED
+from datasets.echonet import NORMALISED, shifted_crop
 
 from conftest import OFFICIAL_STARTS, SAMPLES, read_all_frames
 
@@ -270,6 +270,16 @@ def test_crop_offsets_cover_exactly_0_to_12(data):
     offsets = np.array([ds._random_offset(generator) for _ in range(2000)])
     assert set(offsets[:, 0]) == set(range(13)) and set(offsets[:, 1]) == set(range(13))
     assert EchoNet(data, "train", frames=4, frequency=2, aug=False)._random_offset(generator) is None
+
+
+def test_shifted_crop_is_torchvisions_padded_random_crop():
+    from torchvision.transforms.v2 import functional as TF
+    clip = np.random.default_rng(0).integers(1, 256, (3, 2, 112, 112), dtype=np.uint8)
+    for top in range(13):
+        for left in range(13):
+            expected = TF.crop(torch.from_numpy(clip), top - 6, left - 6, 112, 112).numpy()  # pads with zeros
+            assert np.array_equal(shifted_crop(clip, top, left), expected), (top, left)
+    assert (shifted_crop(clip, 12, 0)[..., -6:, :] == 0).all() and (shifted_crop(clip, 12, 0)[..., :-6, 6:] > 0).all()
 
 
 def test_rnc_views_differ_but_come_from_one_decode(data, monkeypatch):

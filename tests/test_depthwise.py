@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 
 from models import get_feature_extractor, uniformer_tiny
-from models.uniformer import DepthwiseConv3d
+from models.uniformer import DEPTHWISE_CHOICES, DepthwiseConv3d
+from utils.options import DEPTHWISE
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
@@ -100,15 +101,19 @@ def test_compiles_in_one_graph(device, backend):
         assert_close(grad, expected, 1e-5)
 
 
-def test_uniformer_with_conv2d_depthwise_loads_the_same_weights_and_gives_the_same_outputs():
+@pytest.mark.parametrize("choice, impl_by_kernel", [("conv2d", {3: "conv2d", 5: "conv2d"}),
+                                                    ("auto", {3: "conv3d", 5: "conv2d"})])
+def test_uniformer_with_conv2d_depthwise_loads_the_same_weights_and_gives_the_same_outputs(choice, impl_by_kernel):
     torch.manual_seed(0)
     released = uniformer_tiny().eval()
-    fast = uniformer_tiny(depthwise="conv2d").eval()
+    fast = uniformer_tiny(depthwise=choice).eval()
     assert [(k, v.shape) for k, v in fast.state_dict().items()] == \
         [(k, v.shape) for k, v in released.state_dict().items()]
     fast.load_state_dict(released.state_dict(), strict=True)
-    assert {m.impl for m in fast.modules() if isinstance(m, DepthwiseConv3d)} == {"conv2d"}
-    assert sum(isinstance(m, DepthwiseConv3d) for m in fast.modules()) == 6  # pos_embed x4 + 2 local attn
+    layers = [m for m in fast.modules() if isinstance(m, DepthwiseConv3d)]
+    assert len(layers) == 6  # pos_embed x4 (3x3x3) + 2 local attn (5x5x5)
+    assert sorted(m.kernel_size[0] for m in layers) == [3, 3, 3, 3, 5, 5]
+    assert all(m.impl == impl_by_kernel[m.kernel_size[0]] for m in layers)
 
     x = torch.randn(2, 3, 8, 64, 64)
     logits, feature = fast(x)
@@ -127,5 +132,6 @@ def test_feature_extractor_forwards_the_choice_and_rejects_unknown_ones():
     model = get_feature_extractor("uniformer_tiny", depthwise="conv2d")
     assert model.blocks1[0].attn.impl == "conv2d" and model.blocks3[0].pos_embed.impl == "conv2d"
     assert get_feature_extractor("uniformer_tiny").blocks1[0].attn.impl == "conv3d"
+    assert DEPTHWISE_CHOICES == DEPTHWISE  # the command-line choices are the model's
     with pytest.raises(ValueError, match="depthwise"):
         uniformer_tiny(depthwise="conv1d")

@@ -6,6 +6,7 @@ import argparse
 from utils.runtime import AMP_CHOICES
 
 MODELS = ("uniformer_small", "uniformer_base", "uniformer_tiny")
+DEPTHWISE = ("conv3d", "conv2d", "auto")  # models.uniformer.DEPTHWISE_CHOICES (utils does not import models)
 
 
 def _integer(text, minimum):
@@ -46,9 +47,9 @@ def add_model_args(parser, frames=None, frequency=None):
                         help="mixed precision: none = fp32 as released; bf16 is faster on recent GPUs; "
                              "auto = bf16 where the GPU supports it, else fp32")
     parser.add_argument("--channels_last", action="store_true", help="channels_last_3d memory format")
-    parser.add_argument("--depthwise", type=str, default="conv3d", choices=("conv3d", "conv2d"),
-                        help="depthwise 3D convolutions: conv3d as released, or conv2d (same weights, summed "
-                             "over time; faster on GPUs)")
+    parser.add_argument("--depthwise", type=str, default="conv3d", choices=DEPTHWISE,
+                        help="depthwise 3D convolutions: conv3d as released; conv2d (same weights, summed over "
+                             "time; faster on GPUs); auto = conv2d for the 5x5x5 ones only (fastest on an H100)")
 
 
 def add_data_and_model_args(parser, frames=None, frequency=None):
