@@ -7,6 +7,7 @@ import stat
 import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -123,6 +124,17 @@ def test_atomic_write_leaves_old_file_on_crash(tmp_path):
             raise RuntimeError("killed mid-write")
     assert torch.load(target, weights_only=True)["v"].item() == 1
     assert sorted(os.listdir(tmp_path)) == ["best.pth"]  # no temp file left behind
+
+
+def test_json_files_are_strict_json_with_undefined_numbers_as_null(tmp_path):
+    path = tmp_path / "final_metrics.json"
+    atomic_write_json({"mae": 1.5, "spearman": float("nan"), "per_bin": [np.float64("inf"), 2.0],
+                       "nested": {"r2": -float("inf"), "n": 3, "name": "val"}}, path)
+
+    def refuse(constant):
+        raise ValueError(f"non-standard JSON constant {constant}")
+    assert json.loads(path.read_text(), parse_constant=refuse) == {
+        "mae": 1.5, "spearman": None, "per_bin": [None, 2.0], "nested": {"r2": None, "n": 3, "name": "val"}}
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")

@@ -10,6 +10,7 @@ import contextlib
 import errno
 import io
 import json
+import math
 import os
 import pickle
 import tempfile
@@ -75,8 +76,20 @@ def atomic_write_text(text, path):
         f.write(text)
 
 
+def _finite_or_none(obj):
+    """Undefined numbers (NaN, inf: e.g. a correlation of a constant) become null: strict JSON readers
+    (browsers, jq, most non-Python parsers) reject the bare NaN that json.dumps writes by default."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {key: _finite_or_none(value) for key, value in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite_or_none(value) for value in obj]
+    return obj
+
+
 def atomic_write_json(obj, path):
-    atomic_write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", path)
+    atomic_write_text(json.dumps(_finite_or_none(obj), indent=2, sort_keys=False, allow_nan=False) + "\n", path)
 
 
 def atomic_write_pickle(obj, path):
