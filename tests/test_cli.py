@@ -59,8 +59,9 @@ def test_extra_flags():
     opt = training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--device", "cpu",
                                          "--save_root", "/tmp/x", "--resume", "--amp", "bf16", "--cache_dir", "/tmp/c",
                                          "--val_n_clips_per_sample", "2", "--label_diff", "l1", "--feature_sim", "l2",
-                                         "--print_freq", "3", "--lr_step_epoch", "-1"])
+                                         "--print_freq", "3", "--lr_step_epoch", "-1", "--depthwise", "auto"])
     assert opt.resume == "auto" and opt.amp == "bf16" and opt.device == "cpu" and opt.val_n_clips_per_sample == 2
+    assert opt.depthwise == "auto"
     explicit = training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--resume", "x/last.pth"])
     assert explicit.resume == "x/last.pth"
 
