@@ -748,17 +748,6 @@ def markdown_table(rows, task):
     return "\n".join(lines)
 
 
-def finite(obj):
-    """NaN / inf -> None, so results.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {key: finite(value) for key, value in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [finite(value) for value in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def write_csv(table, path):
     with atomic_open(path, "w") as f:
         table.to_csv(f, index=False, float_format="%.6g")
@@ -879,7 +868,7 @@ def main(argv=None):
                "checkpoints": reports,
                "baseline": {"label": baseline_label, "mean": baseline_mean, "std": baseline_std,
                             "folds": baseline_folds, "pooled": scores(task, baseline, labels)}}
-    atomic_write_json(finite(results), output_dir / "results.json")
+    atomic_write_json(results, output_dir / "results.json")  # NaN -> null
     write_csv(pd.DataFrame(prediction_rows, columns=PREDICTION_COLUMNS), output_dir / "predictions.csv")
     summary_rows = []
     for report in reports + [{"label": baseline_label, "kind": "baseline", "spec": "", **results["baseline"]}]:
