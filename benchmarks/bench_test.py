@@ -53,7 +53,7 @@ def main():
         root = Path(opt.root) if opt.root else SAMPLES
         if not (root / "FileList.csv").exists():
             root = make_synthetic_echonet(Path(tmp) / "synthetic", n=12, seed=0)
-        dataset = EchoNetTest(str(root), FRAMES, FREQUENCY, None, split="all", n_clips=3, seed=0)
+        dataset = EchoNetTest(str(root), "all", FRAMES, FREQUENCY, None, n_clips=3, seed=0)
         paths = [Path(root) / "Videos" / name for name in dataset.vnames]
         n = len(dataset)
         torch.manual_seed(0)

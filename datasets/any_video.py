@@ -498,6 +498,9 @@ def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps
                             f"{path}: video has only 1 frame; at least {MIN_FRAMES} are needed")
     n_original = len(frames)
     frames, fps, note = resample_frames(frames, source.fps, target_fps)
+    if len(frames) < MIN_FRAMES:  # a very short clip filmed far faster than the target rate
+        raise BadInputError(f"{path}: {n_original} frames at {source.fps:g} fps leave {len(frames)} at "
+                            f"{target_fps:g} fps; at least {MIN_FRAMES} are needed")
     if note:
         source.notes.append(note)
     info = EchoVideoInfo(path=path, source_fps=source.fps, fps=fps, n_frames_original=n_original,

@@ -47,6 +47,9 @@ def colour_table(video: np.ndarray) -> np.ndarray | None:
         table[c, green] = channel  # one of the values seen for each green level
         if not np.array_equal(table[c][green], channel):
             return None  # some green level maps to two different values: not grey
+    if table[:, 0].any():
+        # black would be tinted: the datasets' zero padding (stored as level 0) would not come out black
+        return None
     return table
 
 

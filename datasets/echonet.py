@@ -37,6 +37,7 @@ from utils.errors import BadInputError, MissingInputError
 from .cache import open_cached
 from .headers import frame_counts
 from .start_indexes import load_start_indexes
+from .tables import read_csv_file
 from .video import SIZE, VideoReader
 
 MEAN = np.array([0.12741163, 0.1279413, 0.12912785]) * 255
@@ -69,10 +70,7 @@ def read_filelist(path: Path) -> pd.DataFrame:
     """FileList.csv with FileName (ending in .avi), EF (float), Split (lower case) checked."""
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise BadInputError(f"{path} is empty") from None
+    table = read_csv_file(path, dtype=str, keep_default_na=False, skipinitialspace=True)
     missing = [c for c in ("FileName", "EF", "Split") if c not in table.columns]
     if missing:
         raise BadInputError(f"{path} lacks required column(s) {', '.join(missing)} (has: {', '.join(table.columns)})")
@@ -99,11 +97,16 @@ def traced_frame_counts(path: Path, listed: set[str]) -> pd.Series:
     """Distinct traced frames per video (index: names with .avi) of VolumeTracings.csv."""
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist")
-    with open(path, encoding="utf-8-sig") as f:
-        header = [h.strip() for h in f.readline().strip().split(",")]
+    try:
+        with open(path, encoding="utf-8-sig") as f:
+            header = [h.strip() for h in f.readline().strip().split(",")]
+    except UnicodeDecodeError:
+        raise BadInputError(f"{path} is not a UTF-8 text file") from None
     if header != TRACINGS_HEADER:
         raise BadInputError(f"{path}: header must be exactly {','.join(TRACINGS_HEADER)}, got {','.join(header)}")
-    table = pd.read_csv(path, usecols=["FileName", "Frame"], dtype=str, skipinitialspace=True, encoding="utf-8-sig")
+    # names= (not the file's): the header was checked above with surrounding spaces stripped
+    table = read_csv_file(path, header=0, names=TRACINGS_HEADER, usecols=["FileName", "Frame"], dtype=str,
+                          skipinitialspace=True, encoding="utf-8-sig")
     frame = pd.to_numeric(table["Frame"], errors="coerce")
     bad = np.flatnonzero(frame.isna() | (frame < 0) | (frame != frame.round()))
     if len(bad):

@@ -16,9 +16,9 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
 from utils.errors import BadInputError, MissingInputError
+
+from .tables import read_csv_file
 
 LABELS_FILE = "labels.csv"
 REQUIRED = ("file", "label")
@@ -40,12 +40,8 @@ def read_label_folder(folder, labels_file: str = LABELS_FILE) -> list[LabelledVi
         raise MissingInputError(f"video folder {folder} does not exist")
     if not path.is_file():
         raise MissingInputError(f"{path} does not exist (expected a CSV with header 'file,label')")
-    try:
-        table = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except pd.errors.EmptyDataError:
-        raise BadInputError(f"{path} is empty (expected a CSV with header 'file,label')") from None
-    except (ValueError, OSError) as e:
-        raise BadInputError(f"cannot read {path}: {e}") from None
+    table = read_csv_file(path, "a CSV with header 'file,label'", dtype=str, keep_default_na=False,
+                          encoding="utf-8-sig")
     columns = {str(c).strip().lower(): c for c in table.columns}
     missing = [c for c in REQUIRED if c not in columns]
     if missing:

@@ -13,10 +13,11 @@ import pickle
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from utils.errors import BadInputError, MissingInputError, UserError
 from utils.io import atomic_open
+
+from .tables import read_csv_file
 
 
 class UnsafePickleError(UserError, pickle.UnpicklingError):
@@ -96,6 +97,31 @@ def _validate(raw, path: str) -> dict[str, np.ndarray]:
     return starts
 
 
+def _read_csv_starts(path: str) -> dict[str, list[int]]:
+    """FileName,start0,start1,... read as text (names stay as written: '0001' is not the number 1), every
+    start checked in its own row; empty unnamed columns (trailing commas) are ignored."""
+    table = read_csv_file(path, "columns FileName,start0,start1,...", dtype=str, keep_default_na=False)
+    table = table.loc[:, [not (str(c).startswith("Unnamed:") and not table[c].str.strip().any())
+                          for c in table.columns]]
+    columns = [c for c in table.columns if c != "FileName"]
+    if "FileName" not in table.columns or not columns:
+        raise BadInputError(f"{path}: expected columns FileName,start0,start1,..., got {','.join(table.columns)}")
+    raw = {}
+    for row, name in enumerate(table["FileName"].str.strip()):
+        if name in raw:
+            raise BadInputError(f"{path}: FileName {name} is listed twice")
+        starts = []
+        for column in columns:
+            text = table[column].iloc[row].strip()
+            try:
+                starts.append(int(text))
+            except ValueError:
+                raise BadInputError(f"{path} data row {row + 1} (FileName {name}): {column} {text!r} is not an "
+                                    "integer start") from None
+        raw[name] = starts
+    return raw
+
+
 def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """{"<name>.avi": int64 array [n_clips]} from a .pkl/.pickle, .json or .csv file.
 
@@ -114,20 +140,13 @@ def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
             except Exception as e:  # truncated or garbled file
                 raise UnreadablePickleError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
     elif suffix == ".json":
-        with open(path) as f:
+        with open(path, encoding="utf-8") as f:
             try:
                 raw = json.load(f)
-            except json.JSONDecodeError as e:
+            except (json.JSONDecodeError, UnicodeDecodeError) as e:
                 raise BadInputError(f"{path}: not valid JSON ({e})") from None
     elif suffix == ".csv":
-        table = pd.read_csv(path)
-        columns = [c for c in table.columns if c != "FileName"]
-        if "FileName" not in table.columns or not columns:
-            raise BadInputError(f"{path}: expected columns FileName,start0,start1,..., got {','.join(table.columns)}")
-        if table["FileName"].duplicated().any():
-            twice = table["FileName"][table["FileName"].duplicated()].iloc[0]
-            raise BadInputError(f"{path}: FileName {twice} is listed twice")
-        raw = {name: row for name, row in zip(table["FileName"], table[columns].to_numpy())}
+        raw = _read_csv_starts(path)
     else:
         raise BadInputError(f"{path}: unknown start index format {suffix!r} (use .pkl, .json or .csv)")
     return _validate(raw, path)

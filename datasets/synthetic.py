@@ -33,6 +33,8 @@ SIZE = 112
 PIXEL_MM = 1.75  # makes typical volumes look like mL of an adult heart (EDV ~ 100 mL)
 N_DISKS = 20
 PHASE_LEVELS = 32  # shapes are rendered at c = k / 32 and shared by the frames of that phase
+MAX_HALF_PERIOD = 30  # heartbeats of 26..60 frames (see _render_video)
+MIN_FRAMES = 3 * MAX_HALF_PERIOD  # the traced ED (first beat) and ES (half a beat later) lie inside the video
 _GRID_Y, _GRID_X = np.mgrid[0:SIZE, 0:SIZE].astype(np.float32)
 
 
@@ -73,8 +75,8 @@ def _ellipse_masks(apex, direction, a, b, wall):
 
 def _render_video(rng: np.random.Generator, n_frames: int, ef: float):
     """uint8 frames [n_frames, 112, 112], tracings {frame: rows [21, 4]}, (ED frame, ES frame)."""
-    period = 2 * int(rng.integers(13, 31))  # 26..60 frames: 50..115 bpm at 50 fps
-    t_ed = int(rng.integers(0, period))
+    period = 2 * int(rng.integers(13, MAX_HALF_PERIOD + 1))  # 26..60 frames: 50..115 bpm at 50 fps
+    t_ed = int(rng.integers(0, period))  # ED in the first beat, ES half a beat later
     t_es = t_ed + period // 2
     level = np.rint((1 - np.cos(2 * np.pi * (np.arange(n_frames) - t_ed) / period)) / 2 * PHASE_LEVELS).astype(int)
     c = np.arange(PHASE_LEVELS + 1) / PHASE_LEVELS  # contraction at each rendered level
@@ -152,8 +154,10 @@ def make_synthetic_echonet(out_dir, n: int = 100, seed: int = 0, min_frames: int
     """
     if n < 6:
         raise ValueError(f"n must be >= 6 (2 videos per split), got {n}")
-    if not 2 <= min_frames <= max_frames:
-        raise ValueError(f"need 2 <= min_frames <= max_frames, got {min_frames}, {max_frames}")
+    if not MIN_FRAMES <= min_frames <= max_frames:
+        raise ValueError(f"need {MIN_FRAMES} <= min_frames <= max_frames (the traced ED and ES frames lie in "
+                         f"the first {MIN_FRAMES} frames), "
+                         f"got {min_frames}, {max_frames}")
     root = Path(out_dir)
     (root / "Videos").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)

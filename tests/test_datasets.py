@@ -13,6 +13,8 @@ import torch
 
 from datasets import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNetTest, UnsafePickleError, VideoReader,
                       decode_video, frame_count, load_start_indexes, open_cached, save_start_indexes)
+from datasets.cache import colour_table
+from utils.errors import BadInputError
 from datasets.echonet import NORMALISED, shifted_crop
 
 from conftest import OFFICIAL_STARTS, SAMPLES, read_all_frames
@@ -438,6 +440,22 @@ def test_start_index_file_validation(tmp_path):
         assert loaded["y.avi"].dtype == np.int64
 
 
+def test_csv_start_files_keep_names_as_written_and_name_the_bad_cell(tmp_path):
+    (tmp_path / "numbers.csv").write_text("FileName,start0,start1,\n0001,2,3,\n1e5,4,5,\n")  # + trailing commas
+    loaded = load_start_indexes(tmp_path / "numbers.csv")
+    assert {name: starts.tolist() for name, starts in loaded.items()} == {"0001.avi": [2, 3], "1e5.avi": [4, 5]}
+    (tmp_path / "hole.csv").write_text("FileName,start0,start1\na,1,2\nb,1,\n")
+    with pytest.raises(BadInputError, match=r"hole.csv data row 2 \(FileName b\): start1 '' is not an integer"):
+        load_start_indexes(tmp_path / "hole.csv")
+    for name, text in (("empty.csv", ""), ("ragged.csv", "FileName,start0\na,1\nb,1,2,3\n")):
+        (tmp_path / name).write_text(text)
+        with pytest.raises(BadInputError, match=rf"^(cannot read )?\S*{name}"):
+            load_start_indexes(tmp_path / name)
+    (tmp_path / "latin1.json").write_bytes(b'{"\xff": [1, 2]}')
+    with pytest.raises(BadInputError, match="latin1.json: not valid JSON"):
+        load_start_indexes(tmp_path / "latin1.json")
+
+
 class _Evil:
     def __init__(self, target):
         self.target = target
@@ -512,6 +530,19 @@ def test_cache_is_bit_identical_grey_and_mmap(data, tmp_path):
     decoded = decode_video(data / "Videos" / "V000.avi")
     rebuilt = np.stack([entry.colour_lut[c][entry.frames[..., 0]] for c in range(3)], axis=-1)
     assert np.array_equal(rebuilt, decoded)
+
+
+def test_colour_table_only_where_black_stays_black():
+    """Padding is stored as level 0 and read through the table: a table tinting black would make cached
+    clips differ from decoded ones, so such videos keep their three channels."""
+    green = np.random.default_rng(0).integers(0, 250, (4, 8, 8), dtype=np.uint8)
+    green[0, 0, 0] = 0
+    grey = np.stack([green, green, green], axis=-1)
+    assert colour_table(grey) is not None
+    assert colour_table(np.stack([green, green, green + 5], axis=-1)) is None  # black decodes as (0, 0, 5)
+    tinted_above_black = np.stack([green, green, np.where(green > 0, green + 5, 0).astype(np.uint8)], axis=-1)
+    table = colour_table(tinted_above_black)
+    assert table is not None and np.array_equal(table[2][green], tinted_above_black[..., 2])
 
 
 def test_cache_keeps_three_channels_for_colour_video(tmp_path):
@@ -614,6 +645,21 @@ def test_bad_filelist(tmp_path, edit, error, message):
     root, _ = make_dataset(tmp_path, [30, 30])
     edit_filelist(root, edit)
     with pytest.raises(error, match=message):
+        EchoNet(root)
+
+
+def test_malformed_csv_files_fail_in_one_line_naming_the_file(tmp_path):
+    root, _ = make_dataset(tmp_path, [30, 30])
+    filelist = (root / "FileList.csv").read_text()
+    (root / "FileList.csv").write_text(filelist.rstrip("\n") + ",extra\n")  # one row with a field too many
+    with pytest.raises(BadInputError, match=r"^cannot read \S*FileList.csv: .*fields"):
+        EchoNet(root)
+    (root / "FileList.csv").write_text(filelist)
+    tracings = (root / "VolumeTracings.csv").read_text().split("\n", 1)
+    (root / "VolumeTracings.csv").write_text("FileName ,X1,Y1,X2,Y2, Frame\n" + tracings[1])  # spaced header
+    assert len(EchoNet(root)) == 2
+    (root / "VolumeTracings.csv").write_bytes(b"\xff\xfe" + "\n".join(tracings).encode("utf-16-le"))
+    with pytest.raises(BadInputError, match="VolumeTracings.csv"):
         EchoNet(root)
 
 

@@ -86,6 +86,16 @@ def test_short_videos_and_frame_range(tmp_path):
         make_synthetic_echonet(tmp_path / "tiny", n=5)
 
 
+def test_traced_frames_lie_inside_even_the_shortest_videos(tmp_path):
+    root = make_synthetic_echonet(tmp_path, n=8, seed=2, min_frames=90, max_frames=92)
+    frames = pd.read_csv(root / "FileList.csv").set_index("FileName")["NumberOfFrames"]
+    traced = pd.read_csv(root / "VolumeTracings.csv").groupby("FileName")["Frame"].agg(["min", "max", "nunique"])
+    assert (traced["nunique"] == 2).all() and (traced["min"] >= 0).all()
+    assert (traced["max"].to_numpy() < frames[traced.index.str.removesuffix(".avi")].to_numpy()).all()
+    with pytest.raises(ValueError, match="90 <= min_frames"):
+        make_synthetic_echonet(tmp_path / "short", n=6, min_frames=89, max_frames=100)
+
+
 def test_deterministic_for_a_seed(synthetic, tmp_path):
     again = make_synthetic_echonet(tmp_path / "again", n=16, seed=0)
     other = make_synthetic_echonet(tmp_path / "other", n=16, seed=1)

@@ -299,6 +299,7 @@ def assert_one_line_naming(error, path):
     ("no_frame_count.dcm", "single-frame DICOM"),
     ("sixteen_bits.dcm", "only 8-bit"),
     ("truncated.dcm", "cannot decode DICOM pixel data"),
+    ("three_frames_at_200fps.avi", "3 frames at 200 fps leave 1 at 50 fps; at least 2"),
 ])
 def test_bad_videos_give_one_line_errors(tmp_path, case, words):
     path = tmp_path / case
@@ -321,6 +322,11 @@ def test_bad_videos_give_one_line_errors(tmp_path, case, words):
         write_dicom(path, frames.astype(np.uint16), bits=16)
     elif case == "truncated.dcm":
         write_dicom(path, frames, pixel_bytes=frames.tobytes()[:300])
+    elif case == "three_frames_at_200fps.avi":  # resampled to 50 fps: one frame
+        writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 200, (112, 112))
+        for level in (40, 120, 200):
+            writer.write(np.full((112, 112, 3), level, np.uint8))
+        writer.release()
     with pytest.raises(BadInputError, match=words) as error:
         load_echo_video(path)
     assert_one_line_naming(error, path)
