@@ -1,5 +1,6 @@
 """Validation under torchrun: 2 gloo processes score every video exactly once and give the same
 metrics as one process. Run as a script, this file is the worker of that 2-process run."""
+import json
 import os
 import subprocess
 import sys
@@ -74,6 +75,11 @@ def test_training_scripts_under_torchrun(echonet, tmp_path):
     assert log.count("Epoch 0 validation:") == 1  # only rank 0 logs
     last = torch.load(tmp_path / "save" / "s2" / "last.pth", weights_only=False)
     assert not any(k.startswith("module.") for k in [*last["model"], *last["regressor"]])
+    for run in ("s1", "s2"):
+        # every rank validated the model that was saved: re-scoring best.pth gives its validation MAE
+        best = torch.load(tmp_path / "save" / run / "best.pth", weights_only=False)
+        report = json.loads((tmp_path / "save" / run / "final_metrics.json").read_text())
+        assert float(best["best_error"]) == pytest.approx(report["val"]["mae"], abs=2e-6, rel=0), run  # float32
 
 
 if __name__ == "__main__":

@@ -91,6 +91,16 @@ def gather_objects(obj) -> list:
     return gathered
 
 
+def broadcast_buffers(*modules: torch.nn.Module) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics). Without --sync_bn each rank's copy
+    moves with its own last batch; a model scored across the ranks must be the one rank 0 saves."""
+    if not _active():
+        return
+    for module in modules:
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def barrier() -> None:
     if _active():
         dist.barrier()

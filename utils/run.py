@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_best, save_last
 from utils.cli import on_interrupt
-from utils.distributed import barrier, cleanup, init_distributed
+from utils.distributed import barrier, broadcast_buffers, cleanup, init_distributed
 from utils.errors import BadInputError, NonFiniteLossError, OutputError
 from utils.evaluation import evaluate
 from utils.io import atomic_write_json, check_writable_folder
@@ -252,6 +252,7 @@ class Run:
         metrics["error"] (lower is better; name it in `run.error_name`); the other numbers of `metrics` are
         logged; `result` may hold "clip_predictions" (counted as clips) and, for EF labels, "embeddings" and
         "labels" (their ordering metrics are logged)."""
+        broadcast_buffers(model, regressor)  # validate on every rank the model that best.pth / last.pth keep
         if evaluate is None:
             metrics, result, seconds = self.evaluate(model, regressor, val_set, f"val {epoch}")
             error, text = metrics["mae"], format_metrics(metrics)
