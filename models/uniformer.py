@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 from timm.layers import DropPath, Mlp, trunc_normal_
 
-__all__ = ['UniFormer', 'DepthwiseConv3d', 'DEPTHWISE_IMPLS', 'DEPTHWISE_CHOICES', 'depthwise_conv3d_by_frames', 'uniformer_small',
-           'uniformer_base', 'uniformer_tiny']
+__all__ = ['UniFormer', 'DepthwiseConv3d', 'DEPTHWISE_IMPLS', 'DEPTHWISE_CHOICES', 'depthwise_conv3d_by_frames',
+           'uniformer_small', 'uniformer_base', 'uniformer_tiny']
 
 DEPTHWISE_IMPLS = ('conv3d', 'conv2d')
 DEPTHWISE_CHOICES = DEPTHWISE_IMPLS + ('auto',)  # auto: conv2d for kernels >= AUTO_CONV2D_KERNEL, else conv3d
