@@ -75,6 +75,7 @@ def test_training_scripts_under_torchrun(echonet, tmp_path):
     assert log.count("Epoch 0 validation:") == 1  # only rank 0 logs
     last = torch.load(tmp_path / "save" / "s2" / "last.pth", weights_only=False)
     assert not any(k.startswith("module.") for k in [*last["model"], *last["regressor"]])
+    assert len(last["resume"]["rng_by_rank"]) == 2  # each process's own random streams, for --resume
     for run in ("s1", "s2"):
         # every rank validated the model that was saved: re-scoring best.pth gives its validation MAE
         best = torch.load(tmp_path / "save" / run / "best.pth", weights_only=False)

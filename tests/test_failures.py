@@ -83,7 +83,7 @@ def test_error_line_is_also_in_the_log(echonet, tmp_path, monkeypatch, capsys):
     with pytest.raises(SystemExit):
         run_main(lambda: train_first_stage.main(stage1_args(echonet, tmp_path)))
     error = capsys.readouterr().err.strip()
-    assert error.startswith("error: non-finite RnC loss (nan) at epoch 0, step 0")
+    assert error.startswith("error: non-finite RnC loss (nan) at epoch 0, step 1/")
     assert (tmp_path / "run" / "training.log").read_text().strip().endswith(error)
 
 

@@ -1,5 +1,6 @@
 """A run's result does not depend on --num_workers, nor on a SIGKILL followed by --resume; NaN losses stop
 cleanly."""
+import json
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ import torch
 import train_first_stage
 from conftest import REPO_ROOT, TINY, signal_when_logged
 from utils.checkpoint import load_checkpoint
-from utils.errors import NonFiniteLossError
+from utils.errors import MissingInputError, NonFiniteLossError
 
 
 def stage1_command(data, save_root, run_name, *extra):
@@ -57,10 +58,26 @@ def test_workers_and_sigkill_resume_do_not_change_the_result(echonet, tmp_path):
     assert "Resumed from" in log.read_text()
 
 
-def test_resume_without_checkpoint_starts_fresh(echonet, tmp_path):
+def test_resume_without_checkpoint_starts_fresh_and_a_finished_run_extends_into_a_new_folder(echonet, tmp_path):
     train_first_stage.main(stage1_command(echonet, tmp_path, "fresh", "--resume", "--num_workers", "0")[2:]
                            + ["--epochs", "0"])
-    assert load_checkpoint(tmp_path / "fresh" / "last.pth")["epoch"] == 0
+    finished = tmp_path / "fresh" / "last.pth"
+    assert load_checkpoint(finished)["epoch"] == 0
+    resume = load_checkpoint(finished)["resume"]
+    assert len(resume["rng_by_rank"]) == 1 and torch.equal(resume["rng_by_rank"][0]["torch"], resume["rng"]["torch"])
+
+    # one more epoch in another folder (the run name holds the epoch count): best.pth comes along, so the best
+    # error restored from last.pth and the final report refer to the same checkpoint
+    argv = stage1_command(echonet, tmp_path, "extended", "--resume", str(finished), "--num_workers", "0")[2:]
+    train_first_stage.main(argv)
+    best = load_checkpoint(tmp_path / "extended" / "best.pth")
+    report = json.loads((tmp_path / "extended" / "final_metrics.json").read_text())
+    assert best["epoch"] in (0, 1) and report["best_epoch"] == best["epoch"]
+    assert "--resume: copied" in (tmp_path / "extended" / "training.log").read_text()
+    (tmp_path / "fresh" / "best.pth").unlink()
+    argv = stage1_command(echonet, tmp_path, "orphan", "--resume", str(finished), "--num_workers", "0")[2:]
+    with pytest.raises(MissingInputError, match="best.pth .* is missing"):
+        train_first_stage.main(argv)
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(echonet, tmp_path, monkeypatch):
@@ -77,7 +94,38 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(echonet, tmp_path,
 
     monkeypatch.setattr(train_first_stage, "RnCLoss", PoisonedLoss)
     argv = stage1_command(echonet, tmp_path, "nan", "--num_workers", "0")[2:]
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 1") as error:
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, step 2/5;") as error:
         train_first_stage.main(argv)
     assert "last.pth" in str(error.value)
     assert load_checkpoint(tmp_path / "nan" / "last.pth")["epoch"] == 0  # the last good one stays
+
+
+def test_each_process_saves_and_restores_its_own_gpu_random_state(monkeypatch, tmp_path):
+    """Under torchrun rank r draws on GPU r only; its stream must continue from its own saved state, not from
+    rank 0's view of GPU r (never used there, so still the seed's). Simulated: no GPU needed."""
+    import logging
+    from argparse import Namespace
+
+    from utils.distributed import DistInfo
+    from utils.run import Run
+    from utils.seed import get_rng_state, set_rng_state
+
+    saved_by_gpu = {0: torch.tensor([10], dtype=torch.uint8), 1: torch.tensor([11], dtype=torch.uint8)}
+    restored = {}
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: saved_by_gpu[device.index])
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.__setitem__(device.index, state))
+    states = [get_rng_state(torch.device("cuda", rank)) for rank in (0, 1)]  # what each rank gathers
+    assert [int(s["cuda"]) for s in states] == [10, 11]
+
+    for rank in (0, 1):
+        dist = DistInfo(rank, 2, rank, torch.device("cuda", rank), rank == 0, True)
+        run = Run(Namespace(amp="none"), 1, dist, logging.getLogger("test"), None, "r", str(tmp_path))
+        run._restore_rng({"rng": states[0], "rng_by_rank": states}, "last.pth")
+    assert {gpu: int(state) for gpu, state in restored.items()} == {0: 10, 1: 11}
+
+    # a last.pth of the earlier format held every visible GPU's state as rank 0 saw them: GPU 1's is used
+    restored.clear()
+    set_rng_state({**states[0], "cuda": [saved_by_gpu[0], saved_by_gpu[1]]}, torch.device("cuda", 1))
+    assert {gpu: int(state) for gpu, state in restored.items()} == {1: 11}
+    set_rng_state(states[0], torch.device("cpu"))  # CPU runs never touch CUDA
+    assert restored == {1: saved_by_gpu[1]}

@@ -13,6 +13,7 @@ import json
 import math
 import os
 import pickle
+import shutil
 import tempfile
 
 import torch
@@ -69,6 +70,12 @@ def atomic_torch_save(obj, path):
     torch.save(obj, buffer)
     with atomic_open(path, "wb") as f:
         f.write(buffer.getbuffer())
+
+
+def atomic_copy(source, target):
+    """Copy the file `source` to `target` through a temporary file (no half-copied target)."""
+    with open(source, "rb") as src, atomic_open(target, "wb") as dst:
+        shutil.copyfileobj(src, dst)
 
 
 def atomic_write_text(text, path):

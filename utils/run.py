@@ -30,10 +30,10 @@ from tqdm import tqdm
 
 from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_best, save_last
 from utils.cli import on_interrupt
-from utils.distributed import barrier, broadcast_buffers, cleanup, init_distributed
-from utils.errors import BadInputError, NonFiniteLossError, OutputError
+from utils.distributed import barrier, broadcast_buffers, cleanup, gather_objects, init_distributed
+from utils.errors import BadInputError, MissingInputError, NonFiniteLossError, OutputError
 from utils.evaluation import evaluate
-from utils.io import atomic_write_json, check_writable_folder
+from utils.io import atomic_copy, atomic_write_json, check_writable_folder
 from utils.log import FILE_ONLY, setup_logger
 from utils.metrics import format_metrics
 from utils.options import run_name
@@ -69,7 +69,7 @@ class EpochMeter:
         try:
             for batch in batches(self.loader):
                 self.data_wait += time.perf_counter() - waited_from
-                self.run.step = self.steps
+                self.run.step = self.steps + 1  # the step in progress, 1-based as in the log lines
                 yield batch
                 bar.update(1)
                 bar.set_postfix_str(f"{self.clips_per_s:.1f} clips/s", refresh=False)
@@ -118,6 +118,7 @@ class Run:
         self.amp = amp_dtype(opt.amp, dist.device)
         self.start_epoch, self.best_error, self.best_epoch = 0, math.inf, -1
         self.epoch, self.step, self.saved_epoch = 0, 0, None  # where the run is, for the Ctrl-C line
+        self.steps_in_epoch = 0
         self.timing = {"epochs": [], "validation": [], "final_report": None, "peak_gpu_memory_gib": None}
         self.written = []
         self.error_name = "MAE"  # what best.pth is chosen by (lower is better), as logged
@@ -156,7 +157,10 @@ class Run:
     def interrupt_line(self):
         saved = (f"last.pth holds epoch {self.saved_epoch}" if self.saved_epoch is not None
                  else "no last.pth written yet")
-        return f"interrupted at epoch {self.epoch}, step {self.step}; {saved}; rerun with --resume"
+        return f"interrupted at epoch {self.epoch}, {self._where()}; {saved}; rerun with --resume"
+
+    def _where(self):
+        return f"step {self.step}" + (f"/{self.steps_in_epoch}" if self.steps_in_epoch else "")
 
     # ---------------------------------------------------------------- data
 
@@ -172,7 +176,7 @@ class Run:
 
     def training_epoch(self, epoch, loader, lr):
         """The iterator of one training epoch (also selects the epoch's shuffle and augmentations)."""
-        self.epoch, self.step = epoch, 0
+        self.epoch, self.step, self.steps_in_epoch = epoch, 0, len(loader)
         loader.sampler.set_epoch(epoch)
         loader.dataset.set_epoch(epoch)
         return EpochMeter(self, epoch, loader, lr)
@@ -182,7 +186,7 @@ class Run:
         if not math.isfinite(value):
             last = self.path("last.pth")
             kept = f"the last good checkpoint is {last}" if os.path.exists(last) else "no checkpoint was written yet"
-            raise NonFiniteLossError(f"non-finite {what} ({value}) at epoch {self.epoch}, step {self.step}; "
+            raise NonFiniteLossError(f"non-finite {what} ({value}) at epoch {self.epoch}, {self._where()}; "
                                      f"stopped without saving, {kept}")
 
     # ---------------------------------------------------------------- checkpoints
@@ -192,6 +196,7 @@ class Run:
         if self.opt.resume is None:
             return
         path = self.path("last.pth") if self.opt.resume == "auto" else self.opt.resume
+        self._check_shared(path)
         if self.opt.resume == "auto" and not os.path.exists(path):
             self.log.info("--resume: no last.pth in the run folder yet, starting from scratch")
             return
@@ -205,15 +210,52 @@ class Run:
         load_state_dict_strict(regressor, checkpoint["regressor"], "regressor", path)
         for name, optimizer in optimizers.items():
             optimizer.load_state_dict(state[name])
-        scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        if state["scaler"] or not scaler.is_enabled():
+            scaler.load_state_dict(state["scaler"])
+        else:  # saved without a loss scaler (--amp none / bf16), resumed with --amp fp16: it starts afresh
+            self.log.info("--resume: the checkpoint has no loss-scaler state (it ran without --amp fp16); "
+                          "the fp16 loss scale starts from its default")
+        self._restore_rng(state, path)
         self.start_epoch = self.epoch = checkpoint["epoch"] + 1
         self.best_error, self.best_epoch = state["best_error"], state["best_epoch"]
         self.saved_epoch = checkpoint["epoch"]
         self.timing = state.get("timing", self.timing)
+        self._bring_best_checkpoint(path)
         self.log.info(f"Resumed from {path}: epoch {checkpoint['epoch']} done, best {self.error_name} "
                       f"{self.best_error:.3f} "
                       f"(epoch {self.best_epoch})")
+
+    def _check_shared(self, path):
+        """Rank 0 alone writes checkpoints and every rank reads them: under torchrun they must see one file."""
+        seen = gather_objects(os.path.exists(path))
+        if len(set(seen)) > 1:
+            raise MissingInputError(f"{path} exists for rank(s) {[r for r, s in enumerate(seen) if s]} but not for "
+                                    f"the others: with several nodes --save_root must be on a file system every "
+                                    "node shares")
+
+    def _restore_rng(self, state, path):
+        """Each process continues its own random streams (its own GPU's above all)."""
+        states = state.get("rng_by_rank") or [state["rng"]]  # older last.pth: rank 0's only
+        if len(states) != self.dist.world_size:
+            self.log.warning(f"--resume: {path} was saved by {len(states)} process(es), this run has "
+                             f"{self.dist.world_size}: random numbers (dropout, ...) will not continue exactly")
+        set_rng_state(states[self.dist.rank] if self.dist.rank < len(states) else states[0], self.device)
+
+    def _bring_best_checkpoint(self, path):
+        """A last.pth from another folder brings its best.pth along: the best error restored with it refers to
+        that file, and the final report scores best.pth of this folder."""
+        source = os.path.join(os.path.dirname(os.path.abspath(path)), "best.pth")
+        target = os.path.abspath(self.path("best.pth"))
+        if source == target:
+            return
+        if not os.path.isfile(source):
+            raise MissingInputError(f"--resume {path}: its run's best.pth ({source}) is missing; the final report "
+                                    "scores the best checkpoint, so it must lie beside last.pth")
+        if self.is_main:
+            self._save("best.pth", lambda: atomic_copy(source, target))
+        barrier()
+        self.log.info(f"--resume: copied {source} (best {self.error_name} {self.best_error:.3f}, epoch "
+                      f"{self.best_epoch}) into {self.folder}")
 
     def released_opt(self):
         """The options as the released scripts store them in last.pth (with their derived attributes)."""
@@ -279,6 +321,7 @@ class Run:
         self.timing["validation"].append({"epoch": epoch, "clips": int(clips), "seconds": round(seconds, 3)})
         if self.device.type == "cuda":
             self.timing["peak_gpu_memory_gib"] = round(torch.cuda.max_memory_allocated(self.device) / 2**30, 3)
+        rng_by_rank = gather_objects(get_rng_state(self.device))  # every process saves its own streams
         if self.is_main:
             if self.wandb is not None:
                 named = ({"Val R2": metrics["r2"], "Val L2": metrics["rmse"], "Val L1": metrics["mae"]}
@@ -295,7 +338,7 @@ class Run:
             if is_best:
                 self._save("best.pth", lambda: save_best(self.path("best.pth"), model, regressor, epoch, error))
             resume_state.update(stage=self.stage, best_error=self.best_error, best_epoch=self.best_epoch,
-                                rng=get_rng_state(), timing=self.timing)
+                                rng=rng_by_rank[0], rng_by_rank=rng_by_rank, timing=self.timing)
             # As released, stage 2's last.pth stores best_error None (the resume state keeps the real value).
             self._save("last.pth", lambda: save_last(self.path("last.pth"), self.released_opt(), model, regressor,
                                                      epoch, self.best_error if self.stage == 1 else None,
@@ -309,6 +352,7 @@ class Run:
         """Evaluate best.pth on test, val and train (no augmentation; `clips_of_split(split)` builds each
         dataset), as the released scripts do; write final_metrics.json and the test t-SNE figure."""
         best_path = self.path("best.pth")
+        self._check_shared(best_path)
         checkpoint = load_checkpoint(best_path)
         load_state_dict_strict(model, checkpoint["model"], "model", best_path)
         load_state_dict_strict(regressor, checkpoint["regressor"], "regressor", best_path)
