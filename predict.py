@@ -90,6 +90,9 @@ def main(argv=None):
     stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
     # inputs and weights first: a wrong path fails here, before anything is written
     videos = expand_inputs(opt.inputs)
+    if os.path.isdir(opt.output):
+        raise BadInputError(f"--output {opt.output} is a folder; give the CSV file to write, e.g. "
+                            f"{os.path.join(opt.output, 'ef.csv')}")
     weights = resolve_weights(opt.pretrained_weights)
     model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
     regressor = get_shallow_mlp_head(model.head.in_features, 1)

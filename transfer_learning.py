@@ -163,6 +163,10 @@ def parse_option(argv=None):
     parser.add_argument("--labels_file", default=None,
                         help="hmcqu: the label sheet (None: DATA/A4C.xlsx or .csv); folder: the CSV in the "
                              "folder (None: labels.csv)")
+    parser.add_argument("--video_column", default=hmcqu.DEFAULT_VIDEO_COLUMN,
+                        help="hmcqu: the sheet's column of video names")
+    parser.add_argument("--label_columns", nargs="+", default=None, metavar="COLUMN",
+                        help="hmcqu: the segment columns (MI = any of them 1); None: every SEG<n> column")
     parser.add_argument("--batch_size", type=positive_int, default=16,
                         help="finetune: videos per step (per process); linear / mlp: clips per GPU forward")
     parser.add_argument("--head_epochs", type=positive_int, default=100, help="linear / mlp: epochs per fold")
@@ -234,7 +238,8 @@ def list_videos(opt, log):
     if opt.dataset == "hmcqu":
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            listing = hmcqu.list_recordings(opt.data_folder, view=opt.hmcqu_view, labels_file=opt.labels_file)
+            listing = hmcqu.list_recordings(opt.data_folder, view=opt.hmcqu_view, labels_file=opt.labels_file,
+                                            video_column=opt.video_column, label_columns=opt.label_columns)
         for warning in caught:
             log.warning(f"WARNING: {warning.message}")
         if not listing.recordings:
@@ -620,11 +625,16 @@ def finetune_fold(checkpoint, fold, videos, task, opt, log, folder):
     patients = [v.patient for v in videos]
     train_patients = list(fold.train)
     n_inner = min(max(2, round(1 / opt.finetune_val_fraction)), len(train_patients))
-    if task == "classification":
-        inner = stratified_folds(train_patients, [max(v.label for v in videos if v.patient == p)
-                                                  for p in train_patients], n_inner, seed=opt.seed)[0]
-    else:
-        inner = contiguous_folds(train_patients, n_inner, seed=opt.seed)[0]
+    try:  # best.pth is chosen on some of the training patients: at least 2 are needed
+        if task == "classification":
+            inner = stratified_folds(train_patients, [max(v.label for v in videos if v.patient == p)
+                                                      for p in train_patients], n_inner, seed=opt.seed)[0]
+        else:
+            inner = contiguous_folds(train_patients, n_inner, seed=opt.seed)[0]
+    except ValueError as e:
+        raise BadInputError(f"fold {fold.index}: cannot set aside validation patients among its "
+                            f"{len(train_patients)} training patient(s) to choose best.pth ({e}); "
+                            "use fewer --folds or more patients") from None
     fingerprint = {"checkpoint": checkpoint.identity, "clips": clip_settings(opt), "task": task,
                    "model": opt.model, "test_patients": list(fold.val), "inner_val_patients": list(inner.val),
                    "seed": opt.seed, "learning_rate": opt.learning_rate, "weight_decay": opt.weight_decay,

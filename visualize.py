@@ -49,7 +49,7 @@ from utils.cam import grad_cam, save_cam_strip, write_cam_video
 from utils.cli import on_interrupt, run_main
 from utils.distributed import init_distributed
 from utils.embeddings_file import load_embeddings, save_embeddings
-from utils.errors import BadInputError
+from utils.errors import BadInputError, UserError
 from utils.evaluation import predict, predict_variable_clips
 from utils.io import atomic_open, atomic_write_json, check_writable_folder
 from utils.log import setup_logger
@@ -323,12 +323,18 @@ def cam_main(opt):
     on_interrupt(lambda: f"interrupted after {len(rows)} clip(s); their files in {opt.output_dir} are complete, "
                          "cam.csv was not written")
     for video, name in zip(videos, unique([Path(v).stem for v in videos])):
-        frames, how = read_frames(video, crop, opt.target_fps)
-        high = num_starts(len(frames), opt.frames, opt.frequency)
-        late = [s for s in opt.starts if s >= high]
-        if late:
-            raise BadInputError(f"{video}: start {late[0]} is out of range [0, {high}) ({len(frames)} frames, "
-                                f"--frames {opt.frames}, --frequency {opt.frequency})")
+        try:
+            frames, how = read_frames(video, crop, opt.target_fps)
+            high = num_starts(len(frames), opt.frames, opt.frequency)
+            late = [s for s in opt.starts if s >= high]
+            if late:
+                raise BadInputError(f"{video}: start {late[0]} is out of range [0, {high}) ({len(frames)} frames, "
+                                    f"--frames {opt.frames}, --frequency {opt.frequency})")
+        except UserError as e:  # one unreadable or too short video does not stop the others (as predict.py)
+            message = " ".join(str(e).split())
+            log.error(f"FAILED {message}")
+            rows.append({"file": str(video), "start": None, "ef": None, "video": "", "png": "", "error": message})
+            continue
         clips = cut_clips(frames, opt.starts, opt.frames, opt.frequency)
         for start, clip in zip(opt.starts, clips):
             stem = name if len(opt.starts) == 1 else f"{name}_start{start}"
@@ -340,10 +346,13 @@ def cam_main(opt):
             log.info(f"{video} (clip at frame {start}; {how}): predicted EF {ef:.1f} % -> {os.path.basename(movie)}, "
                      f"{os.path.basename(strip)}")
             rows.append({"file": str(video), "start": start, "ef": ef, "video": os.path.basename(movie),
-                         "png": os.path.basename(strip)})
+                         "png": os.path.basename(strip), "error": ""})
+    table = pd.DataFrame(rows, columns=["file", "start", "ef", "video", "png", "error"]).astype({"start": "Int64"})
     with atomic_open(os.path.join(opt.output_dir, "cam.csv"), "w") as f:
-        pd.DataFrame(rows).to_csv(f, index=False, float_format="%.4f")
-    log.info(f"Saved in {opt.output_dir}: {2 * len(rows)} Grad-CAM files, cam.csv, visualize.log")
+        table.to_csv(f, index=False, float_format="%.4f")
+    failed = sum(bool(row["error"]) for row in rows)
+    log.info(f"Saved in {opt.output_dir}: {2 * (len(rows) - failed)} Grad-CAM files, cam.csv, visualize.log"
+             + (f"; {failed} video(s) FAILED (see the error column of cam.csv)" if failed else ""))
     return rows
 
 
@@ -352,5 +361,11 @@ def main(argv=None):
     return embeddings_main(opt) if opt.command == "embeddings" else cam_main(opt)
 
 
+def cli():
+    """`cam` exits with status 1 when any video failed (its row of cam.csv says why)."""
+    rows = main()
+    raise SystemExit(1 if any(isinstance(row, dict) and row.get("error") for row in rows or []) else 0)
+
+
 if __name__ == "__main__":
-    run_main(main)
+    run_main(cli)

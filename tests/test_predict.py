@@ -313,4 +313,8 @@ def test_bad_arguments_fail_before_anything_is_written(checkpoint, tmp_path):
         predict.main([*args, "--crop", "sector", str(video)])
     with pytest.raises(MissingInputError, match="weights file .*nothing.pth does not exist"):
         predict.main([*args[2:], "--pretrained_weights", str(tmp_path / "nothing.pth"), str(video)])
-    assert not (tmp_path / "ef.csv").exists()
+    (tmp_path / "results").mkdir()
+    with pytest.raises(BadInputError, match=r"--output \S*results is a folder; give the CSV file"):
+        predict.main([*args[:-2], "--output", str(tmp_path / "results"), str(video)])
+    assert not (tmp_path / "ef.csv").exists() and not list((tmp_path / "results").iterdir())
+    assert not (tmp_path / "results.log").exists()

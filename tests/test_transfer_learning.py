@@ -194,6 +194,22 @@ def test_hmcqu_classification_outputs(hmcqu_root, checkpoints, video_cache, tmp_
     assert "ES9999" in log and "ES9998" in log  # the sheet row without video and the video without row
 
 
+def test_hmcqu_sheet_with_other_column_names(hmcqu_root, checkpoints, video_cache, tmp_path):
+    root = tmp_path / "renamed"
+    root.mkdir()
+    (root / "HMC-QU").symlink_to(hmcqu_root / "HMC-QU")
+    sheet = pd.read_csv(hmcqu_root / "A4C.csv")
+    renamed = sheet.rename(columns={"ECHO": "Recording", **{f"SEG{k}": f"Segment {k}" for k in range(1, 8)}})
+    renamed.to_csv(root / "A4C.csv", index=False)
+    out = tmp_path / "out"
+    transfer_learning.main(["--dataset", "hmcqu", "--data_folder", str(root), *FAST, "--frequency", "4",
+                            "--folds", "2", "--pretrained_weights", str(checkpoints / "k400.pth"),
+                            "--output_dir", str(out), "--cache_dir", str(video_cache), "--video_column", "Recording",
+                            "--label_columns", *[f"Segment {k}" for k in range(1, 8)]])
+    mi = sheet[[f"SEG{k}" for k in range(1, 8)]].max(axis=1).to_numpy()[:8]
+    assert list(pd.read_csv(out / "predictions.csv").sort_values("video")["label"]) == list(mi)
+
+
 def test_folder_with_labels_csv_keeps_patients_together(hmcqu_root, checkpoints, video_cache, tmp_path):
     videos = hmcqu_root / "HMC-QU" / "A4C"
     names = sorted(p.name for p in videos.glob("ES000*.avi"))[:6]
@@ -285,4 +301,8 @@ def test_bad_inputs_fail_in_one_line(bright_camus, tmp_path, capsys):
     line = one_line_error(common + ["--data_folder", str(bright_camus), "--pretrained_weights", "none",
                                     "--folds", str(N_BRIGHT + 1)], capsys)
     assert f"--folds {N_BRIGHT + 1}" in line and f"{N_BRIGHT} patient" in line
+    two_patients = make_synthetic_camus(tmp_path / "camus2", n=2, seed=4)
+    line = one_line_error(common + ["--data_folder", str(two_patients), "--pretrained_weights", "none", "--folds", "2",
+                                    "--mode", "finetune", "--epochs", "1"], capsys)
+    assert "fold 0: cannot set aside validation patients among its 1 training patient(s)" in line
     assert not (tmp_path / "out" / "results.json").exists()

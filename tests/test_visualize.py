@@ -181,8 +181,16 @@ def test_cam_writes_video_and_strip_from_the_test_pipelines_clip(checkpoints, ec
 
     monkeypatch.setattr(visualize, "grad_cam", spy)
     out = tmp_path / "cam"
+    short = tmp_path / "short.avi"  # 10 frames, zero-padded to 16: clips of 8 frames every 2nd start at 0 or 1
+    writer = cv2.VideoWriter(str(short), cv2.VideoWriter_fourcc(*"MJPG"), 50.0, (112, 112))
+    for frame in frames[:10]:
+        writer.write(frame)
+    writer.release()
     rows = visualize.main(["cam", "--pretrained_weights", str(trained), *MODEL, "--output_dir", str(out),
-                           "--start", "4", str(avi), mp4])
+                           "--start", "4", str(short), str(avi), mp4])
+    failed = rows.pop([row["file"] for row in rows].index(str(short)))  # reported; the others are still drawn
+    assert failed["file"] == str(short) and "start 4 is out of range [0, 2)" in failed["error"]
+    assert not list(out.glob("short*"))
 
     names = [os.path.basename(row["file"]) for row in rows]
     assert sorted(names) == sorted([avi.name, "scanner.mp4"]) and len(maps) == 2
@@ -207,8 +215,16 @@ def test_cam_writes_video_and_strip_from_the_test_pipelines_clip(checkpoints, ec
     # the MP4 went through load_echo_video (sector crop): its clip is close to, not equal to, the AVI's
     mp4_clip, _, _ = maps[names.index("scanner.mp4")]
     assert not torch.equal(mp4_clip, clip) and (mp4_clip - clip).abs().mean() < 0.3
-    table = pd.read_csv(out / "cam.csv")
-    assert list(table["start"]) == [4, 4] and list(table["png"]) == [row["png"] for row in rows]
+    table = pd.read_csv(out / "cam.csv", keep_default_na=False).set_index("file")
+    assert table.loc[str(short), "error"] == failed["error"] and table.loc[str(short), "start"] == ""
+    drawn = table.drop(index=str(short))
+    assert list(drawn["start"]) == ["4", "4"] and list(drawn["png"]) == [row["png"] for row in rows]
+    assert list(drawn["error"]) == ["", ""]
+    monkeypatch.setattr(sys, "argv", ["visualize.py", "cam", "--pretrained_weights", str(trained), *MODEL,
+                                      "--output_dir", str(tmp_path / "cam_short"), "--start", "4", str(short)])
+    with pytest.raises(SystemExit) as exit_:
+        visualize.cli()
+    assert exit_.value.code == 1
     assert "predicted EF" in (out / "visualize.log").read_text()
 
 
