@@ -298,15 +298,23 @@ def _positive_number(value) -> float | None:
 
 
 def dicom_frame_rate(header) -> tuple[float | None, str | None]:
-    """(frames per second, tag it came from): RecommendedDisplayFrameRate, CineRate, then
-    1000 / FrameTime (ms); (None, None) if none is set to a positive number."""
-    for keyword in ("RecommendedDisplayFrameRate", "CineRate"):
-        rate = _positive_number(header.get(keyword))
-        if rate is not None:
-            return rate, keyword
+    """(frames per second, tag it came from), acquisition timing first: 1000 / FrameTime (ms per frame),
+    1000 / the mean of FrameTimeVector's increments, CineRate, then RecommendedDisplayFrameRate (a playback
+    hint, which a scanner may set apart from the acquisition rate); (None, None) if none is positive."""
     frame_time = _positive_number(header.get("FrameTime"))
     if frame_time is not None:
         return 1000.0 / frame_time, "FrameTime"
+    try:  # ms since the previous frame, the first entry 0
+        increments = [float(v) for v in list(header.get("FrameTimeVector") or [])[1:]]
+    except (TypeError, ValueError):
+        increments = []
+    mean = _positive_number(np.mean(increments)) if increments else None
+    if mean is not None:
+        return 1000.0 / mean, "FrameTimeVector"
+    for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
+        rate = _positive_number(header.get(keyword))
+        if rate is not None:
+            return rate, keyword
     return None, None
 
 

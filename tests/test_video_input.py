@@ -19,8 +19,8 @@ from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossless,  # noqa: E402
                          UltrasoundMultiFrameImageStorage, generate_uid)
 
-from datasets.any_video import (expand_inputs, find_moving_sector, load_echo_video, parse_crop,  # noqa: E402
-                                resample_frames)
+from datasets.any_video import (dicom_frame_rate, expand_inputs, find_moving_sector, load_echo_video,  # noqa: E402
+                                parse_crop, resample_frames)
 from datasets.video import decode_video  # noqa: E402
 from utils.errors import BadInputError, MissingInputError  # noqa: E402
 
@@ -269,6 +269,21 @@ def test_parse_crop():
 
 
 # ---------------------------------------------------------------- time
+
+def test_dicom_frame_rate_prefers_the_acquisition_timing():
+    header = pydicom.Dataset()
+    assert dicom_frame_rate(header) == (None, None)
+    header.RecommendedDisplayFrameRate = 30  # a playback hint only
+    assert dicom_frame_rate(header) == (30.0, "RecommendedDisplayFrameRate")
+    header.CineRate = 25
+    assert dicom_frame_rate(header) == (25.0, "CineRate")
+    header.FrameTimeVector = [0, 20, 20, 20]
+    assert dicom_frame_rate(header) == (pytest.approx(50.0), "FrameTimeVector")
+    header.FrameTime = 40
+    assert dicom_frame_rate(header) == (25.0, "FrameTime")
+    header.FrameTime, header.FrameTimeVector = 0, [0]  # unusable values are skipped
+    assert dicom_frame_rate(header) == (25.0, "CineRate")
+
 
 def test_resample_frames():
     frames = np.arange(6)
