@@ -55,7 +55,7 @@ def test_workers_and_sigkill_resume_do_not_change_the_result(echonet, tmp_path):
     run(stage1_command(echonet, tmp_path, "killed", "--num_workers", "2", "--resume"))
     assert_same_weights(load_checkpoint(tmp_path / "workers2" / "last.pth"),
                         load_checkpoint(tmp_path / "killed" / "last.pth"))
-    assert "Resumed from" in log.read_text()
+    assert "Resumed from" in log.read_text() and "other options" not in log.read_text()
 
 
 def test_resume_without_checkpoint_starts_fresh_and_a_finished_run_extends_into_a_new_folder(echonet, tmp_path):
@@ -68,12 +68,15 @@ def test_resume_without_checkpoint_starts_fresh_and_a_finished_run_extends_into_
 
     # one more epoch in another folder (the run name holds the epoch count): best.pth comes along, so the best
     # error restored from last.pth and the final report refer to the same checkpoint
-    argv = stage1_command(echonet, tmp_path, "extended", "--resume", str(finished), "--num_workers", "0")[2:]
+    argv = stage1_command(echonet, tmp_path, "extended", "--resume", str(finished), "--num_workers", "0",
+                          "--weight_decay", "0.01")[2:]
     train_first_stage.main(argv)
     best = load_checkpoint(tmp_path / "extended" / "best.pth")
     report = json.loads((tmp_path / "extended" / "final_metrics.json").read_text())
     assert best["epoch"] in (0, 1) and report["best_epoch"] == best["epoch"]
-    assert "--resume: copied" in (tmp_path / "extended" / "training.log").read_text()
+    log = (tmp_path / "extended" / "training.log").read_text()
+    assert "--resume: copied" in log
+    assert "other options than it was trained with (--weight_decay 0.0001 -> 0.01)" in log  # said, not refused
     (tmp_path / "fresh" / "best.pth").unlink()
     argv = stage1_command(echonet, tmp_path, "orphan", "--resume", str(finished), "--num_workers", "0")[2:]
     with pytest.raises(MissingInputError, match="best.pth .* is missing"):

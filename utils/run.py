@@ -44,6 +44,12 @@ from utils.seed import get_rng_state, set_rng_state, set_seed
 from utils.wandb_logger import init_wandb, log_images
 
 
+# Options that shape a run's results: a resume with others still works, with a warning (--epochs may change).
+RESUME_OPTIONS = ("model", "frames", "frequency", "batch_size", "learning_rate", "weight_decay", "lr_decay_rate",
+                  "lr_step_epoch", "temp", "label_diff", "feature_sim", "aug", "trial", "amp", "depthwise",
+                  "val_n_clips_per_sample", "sync_bn", "data_folder")
+
+
 def _duration(seconds):
     seconds = int(round(seconds))
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -206,6 +212,7 @@ class Run:
         state = checkpoint["resume"]
         if state.get("stage") != self.stage:
             raise BadInputError(f"{path}: a stage-{state.get('stage')} checkpoint cannot resume stage {self.stage}")
+        self._warn_changed_options(checkpoint.get("opt"), path)
         load_state_dict_strict(model, checkpoint["model"], "model", path)
         load_state_dict_strict(regressor, checkpoint["regressor"], "regressor", path)
         for name, optimizer in optimizers.items():
@@ -224,6 +231,15 @@ class Run:
         self.log.info(f"Resumed from {path}: epoch {checkpoint['epoch']} done, best {self.error_name} "
                       f"{self.best_error:.3f} "
                       f"(epoch {self.best_epoch})")
+
+    def _warn_changed_options(self, saved_opt, path):
+        """A resumed run continues the interrupted one only with the same options: say which ones differ."""
+        saved = vars(saved_opt) if isinstance(saved_opt, argparse.Namespace) else {}
+        changed = [f"--{key} {saved[key]} -> {getattr(self.opt, key)}" for key in RESUME_OPTIONS
+                   if key in saved and hasattr(self.opt, key) and saved[key] != getattr(self.opt, key)]
+        if changed:
+            self.log.warning(f"WARNING: --resume {path} with other options than it was trained with "
+                             f"({', '.join(changed)}): the run will not be the one that was interrupted")
 
     def _check_shared(self, path):
         """Rank 0 alone writes checkpoints and every rank reads them: under torchrun they must see one file."""
