@@ -298,3 +298,12 @@ def test_figures():
     assert fig.axes[0].collections[0].get_offsets().shape == (30, 2)
     assert "test split, stage 1" in fig.axes[0].get_title()
     assert "Val TSNE (ef)" in embedding_maps(rng.normal(size=(30, 16)), ef, "Val", methods=["tsne"])
+
+
+def test_non_finite_predictions_are_one_user_error_not_a_scikit_learn_traceback():
+    from utils.errors import NonFiniteLossError
+    from utils.metrics import regression_metrics
+
+    with pytest.raises(NonFiniteLossError, match=r"^2 of 3 EF predictions are NaN or inf"):
+        regression_metrics([50.0, float("nan"), float("inf")], [40.0, 50.0, 60.0])
+    assert regression_metrics([50.0, 55.0], [50.0, 55.0]) == {"mae": 0.0, "rmse": 0.0, "r2": 1.0}

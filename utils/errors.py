@@ -27,4 +27,4 @@ class OutputError(UserError, OSError):
 
 
 class NonFiniteLossError(UserError, RuntimeError):
-    """The loss became NaN or inf; training stops before anything is saved."""
+    """A loss (or the model's predictions) became NaN or inf; training stops before anything is saved."""

@@ -1,6 +1,8 @@
 """EF regression metrics: MAE, RMSE and R² (scikit-learn), as reported in the paper."""
 import numpy as np
 
+from utils.errors import NonFiniteLossError
+
 
 def regression_metrics(predictions, labels):
     """Return {'mae', 'rmse', 'r2'} as floats. R² is a fraction (the paper prints it x100)."""
@@ -11,6 +13,10 @@ def regression_metrics(predictions, labels):
     labels = np.asarray(labels, dtype=np.float64).reshape(-1)
     if predictions.shape != labels.shape or predictions.size == 0:
         raise ValueError(f"metrics need equally many predictions and labels, got {predictions.size} and {labels.size}")
+    bad = int((~np.isfinite(predictions)).sum())
+    if bad:
+        raise NonFiniteLossError(f"{bad} of {predictions.size} EF predictions are NaN or inf: the model's weights or "
+                                 "activations are not finite (with --amp fp16 an overflow: try --amp bf16 or none)")
     return {
         "mae": float(mean_absolute_error(labels, predictions)),
         "rmse": float(root_mean_squared_error(labels, predictions)),
