@@ -638,7 +638,9 @@ def finetune_fold(checkpoint, fold, videos, task, opt, log, folder):
     fingerprint = {"checkpoint": checkpoint.identity, "clips": clip_settings(opt), "task": task,
                    "model": opt.model, "test_patients": list(fold.val), "inner_val_patients": list(inner.val),
                    "seed": opt.seed, "learning_rate": opt.learning_rate, "weight_decay": opt.weight_decay,
-                   "batch_size": opt.batch_size, "aug": opt.aug}
+                   "batch_size": opt.batch_size, "aug": opt.aug, "amp": opt.amp, "depthwise": opt.depthwise,
+                   # the data: a relabelled or replaced video makes the fold's results another experiment
+                   "videos": digest([[v.name, v.label, *[file_identity(f) for f in v.files]] for v in videos])}
     result_path, settings_path = folder / "fold_result.json", folder / "fold.json"
     if opt.resume and settings_path.is_file():
         if json.loads(settings_path.read_text())["settings"] != fingerprint:

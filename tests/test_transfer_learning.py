@@ -266,6 +266,10 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
     assert (out / "transfer.log").read_text().count("Resumed from") == 2
     with pytest.raises(BadInputError, match=r"fold_0/fold\.json: this fold was started with other settings"):
         transfer_learning.main(args + ["--epochs", "2", "--resume", "--learning_rate", "1e-3"])
+    info = next(data.rglob("*.cfg"))  # a video's EF file edited since: its folds are another experiment
+    os.utime(info, ns=(info.stat().st_atime_ns, info.stat().st_mtime_ns + 10**9))
+    with pytest.raises(BadInputError, match=r"fold_0/fold\.json: this fold was started with other settings"):
+        transfer_learning.main(args + ["--epochs", "2", "--resume"])
 
 
 def test_scores_of_a_known_example():
