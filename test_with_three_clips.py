@@ -36,6 +36,7 @@ from utils.metrics import format_metrics, regression_metrics
 from utils.options import add_data_and_model_args, parser_with_defaults, positive_int
 from utils.plots import prediction_figure, save_figure
 from utils.runtime import amp_dtype
+from utils.weights import weights_label
 
 
 def parse_option(argv=None):
@@ -175,7 +176,7 @@ def main(argv=None):
     with atomic_open(os.path.join(out_dir, "predictions.csv"), "w") as f:
         table.to_csv(f, index=False, float_format="%.4f")
     atomic_write_json({
-        "checkpoint": os.path.abspath(opt.pretrained_weights),
+        "checkpoint": weights_label(opt.pretrained_weights),
         "start_indexes": os.path.abspath(opt.path_test_start_indexes) if opt.path_test_start_indexes else "drawn",
         "split": opt.split, "n_videos": int(len(labels)), "n_clips": n_clips,
         "frames": opt.frames, "frequency": opt.frequency,
@@ -194,7 +195,7 @@ def main(argv=None):
         epoch = checkpoint.get("epoch")
         save_embeddings(os.path.join(out_dir, "embeddings.npz"), result["names"], labels, result["embeddings"],
                         result["predictions"],
-                        {"checkpoint": os.path.abspath(opt.pretrained_weights),
+                        {"checkpoint": weights_label(opt.pretrained_weights),
                          "epoch": None if epoch is None else int(epoch), "model": opt.model, "split": opt.split,
                          "frames": opt.frames, "frequency": opt.frequency, "clips": "three", "n_clips": n_clips,
                          "start_indexes": os.path.abspath(opt.path_test_start_indexes)

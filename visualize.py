@@ -59,6 +59,7 @@ from utils.options import add_data_and_model_args, add_model_args, non_negative_
 from utils.plots import METHOD_NAMES, checkpoint_embedding_figure, save_figure
 from utils.representation import format_representation_metrics, representation_metrics
 from utils.runtime import amp_dtype
+from utils.weights import weights_label
 
 PAPER_CLIP = {"frames": 36, "frequency": 4}  # the clip the paper trains and tests on
 CSV_COLUMNS = ["label", "n_videos", "split", "clips", "spearman", "knn_mae", "bin_ratio", "prediction_mae", "source"]
@@ -233,7 +234,7 @@ def embeddings_main(opt):
             else:
                 result = predict_variable_clips(model, regressor, dataset, dist, batch_size=opt.batch_size,
                                                 num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last)
-            meta = {"checkpoint": os.path.abspath(path), "epoch": checkpoint.get("epoch"), "model": opt.model,
+            meta = {"checkpoint": weights_label(path), "epoch": checkpoint.get("epoch"), "model": opt.model,
                     "split": opt.split, "frames": opt.frames, "frequency": opt.frequency, "clips": opt.clips,
                     "written_by": "visualize.py embeddings"}
             if opt.clips == "three":
@@ -255,7 +256,7 @@ def embeddings_main(opt):
         log.info(f"{label}: {format_representation_metrics(numbers)}  prediction MAE {prediction_mae:.3f}")
         shown.append((label, data))
         rows.append({"label": label, "n_videos": len(data["names"]), "split": meta["split"], "clips": meta["clips"],
-                     **numbers, "prediction_mae": prediction_mae, "source": os.path.abspath(path),
+                     **numbers, "prediction_mae": prediction_mae, "source": weights_label(path),
                      "embeddings_file": os.path.abspath(npz), "checkpoint": meta["checkpoint"]})
 
     if len({tuple(sorted(data["names"])) for _, data in shown}) > 1:

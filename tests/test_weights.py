@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from utils.errors import BadInputError, MissingInputError
-from utils.weights import parse_hf_spec, resolve_weights
+from utils.weights import parse_hf_spec, resolve_weights, weights_label
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex commit id
@@ -46,6 +46,12 @@ def test_missing_plain_path_and_folder(tmp_path):
         resolve_weights(str(missing))
     with pytest.raises(BadInputError, match="is a folder"):
         resolve_weights(str(tmp_path))
+
+
+def test_outputs_name_hf_weights_by_their_spec(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert weights_label("hf://me/coreecho/best.pth") == "hf://me/coreecho/best.pth"
+    assert weights_label("runs/best.pth") == str(tmp_path / "runs" / "best.pth")
 
 
 def test_parse_hf_spec():

@@ -80,3 +80,9 @@ def resolve_weights(spec: str | os.PathLike, cache_dir: str | os.PathLike | None
     if not os.path.isfile(text):
         raise MissingInputError(f"weights file {text} does not exist")
     return text
+
+
+def weights_label(spec: str | os.PathLike) -> str:
+    """How outputs name the weights they came from: the hf:// spec as given, else the absolute path."""
+    spec = os.fspath(spec)
+    return spec if spec.startswith(HF_PREFIX) else os.path.abspath(spec)
