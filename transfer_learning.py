@@ -68,6 +68,7 @@ from torch.utils.data import DataLoader
 
 from datasets import camus, hmcqu, label_folder
 from datasets.any_video import DEFAULT_FPS, load_echo_video, parse_crop
+from datasets.cache import read_cache_entry
 from datasets.clip_grid import clip_grid, cut_clips, default_clip_stride, keep_item
 from datasets.echonet import PAD, num_starts
 from datasets.video import SIZE
@@ -305,9 +306,8 @@ def decoded_frames(video, opt, frame_cache):
         return np.repeat(camus.load_frames(video.camus, opt.frames)[..., None], 3, axis=-1)
     decoding = {"crop": list(opt.crop) if isinstance(opt.crop, tuple) else opt.crop, "target_fps": opt.target_fps}
     path = Path(frame_cache) / f"{digest([file_identity(video.path), decoding])}.npy"
-    if path.is_file():
-        stored = np.load(path)
-    else:
+    stored = read_cache_entry(path)
+    if stored is None:
         frames, _ = load_echo_video(video.path, opt.crop, opt.target_fps)
         grey = (frames[..., :1] == frames).all()
         stored = frames[..., :1] if grey else frames
@@ -461,7 +461,8 @@ def embed_videos(checkpoint, videos, opt, device, amp, cache_dir, log):
     folder = embedding_folder(cache_dir, checkpoint, opt, amp)
     settings = clip_settings(opt)
     paths = [folder / f"{digest([[file_identity(f) for f in v.files], settings])}.npy" for v in videos]
-    missing = [i for i, path in enumerate(paths) if not path.is_file()]
+    cached = [read_cache_entry(path) for path in paths]
+    missing = [i for i, entry in enumerate(cached) if entry is None]
     log.info(f"{checkpoint.label}: {len(videos) - len(missing)} of {len(videos)} videos' embeddings cached in "
              f"{folder}" + (f"; embedding {len(missing)}" if missing else ""))
     if missing:
@@ -495,7 +496,7 @@ def embed_videos(checkpoint, videos, opt, device, amp, cache_dir, log):
         if pending:
             flush()
         del model
-    return [np.load(path) for path in paths], len(missing)
+    return [entry if entry is not None else np.load(path) for entry, path in zip(cached, paths)], len(missing)
 
 
 def fit_head(features, targets, task, opt, device=torch.device("cpu")):

@@ -53,6 +53,15 @@ def colour_table(video: np.ndarray) -> np.ndarray | None:
     return table
 
 
+def read_cache_entry(path, mmap_mode=None) -> np.ndarray | None:
+    """The array stored in a cache file, or None when there is none or it cannot be read (entries are
+    written without fsync: one cut short by a power loss is simply computed again)."""
+    try:
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError):  # missing, truncated, not an .npy
+        return None
+
+
 def _save_atomic(array: np.ndarray, path: Path) -> None:
     # no fsync: a cache entry lost in a crash is simply decoded again
     with atomic_open(path, "wb", fsync=False) as f:
@@ -97,13 +106,14 @@ def open_cached(video_path: str | os.PathLike, cache_dir: str | os.PathLike) -> 
     key = cache_key(video_path)
     frames_path = cache_dir / f"{key}.npy"
     lut_path = cache_dir / f"{key}.colour.npy"
-    if frames_path.exists():
-        frames = np.load(frames_path, mmap_mode="r")
+    frames = read_cache_entry(frames_path, mmap_mode="r")
+    if frames is not None:
         if frames.shape[-1] == 3:
             return CachedVideo(frames, None)
-        if lut_path.exists():
-            return CachedVideo(frames, np.load(lut_path))
-        # (a colour table deleted by hand: rebuild the entry below)
+        table = read_cache_entry(lut_path)
+        if table is not None:
+            return CachedVideo(frames, table)
+        # (a colour table deleted by hand or cut short: rebuild the entry below)
 
     video = decode_video(video_path)
     cache_dir.mkdir(parents=True, exist_ok=True)

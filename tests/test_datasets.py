@@ -575,6 +575,19 @@ def test_cache_is_invalidated_when_the_video_changes(tmp_path):
     assert len([p for p in new_entries if p.name.startswith("V000.")]) == 2
 
 
+def test_cache_entry_cut_short_is_decoded_again(tmp_path):
+    root, _ = make_dataset(tmp_path / "data", [30, 30])
+    cache = tmp_path / "cache"
+    expected = EchoNet(root, "train", frames=4, frequency=2, seed=0)[0]["image"]
+    EchoNet(root, "train", frames=4, frequency=2, seed=0, cache_dir=cache)[0]
+    for entry in sorted(cache.glob("V000.*.npy")):  # as a power loss may leave them (no fsync): cut short, empty
+        entry.write_bytes(entry.read_bytes()[:100])
+    assert torch.equal(EchoNet(root, "train", frames=4, frequency=2, seed=0, cache_dir=cache)[0]["image"], expected)
+    for entry in sorted(cache.glob("V000.*.npy")):
+        entry.write_bytes(b"")
+    assert torch.equal(EchoNet(root, "train", frames=4, frequency=2, seed=0, cache_dir=cache)[0]["image"], expected)
+
+
 def test_cache_survives_racing_writers(data, tmp_path):
     results, errors = [], []
 
