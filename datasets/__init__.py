@@ -6,7 +6,8 @@ from .start_indexes import SafeUnpickler, UnsafePickleError, load_start_indexes,
 from .video import VideoReader, decode_video, frame_count
 
 __all__ = [
-    "EchoNet", "EchoNetRNC", "EchoNetFixedClips", "EchoNetTest", "MEAN", "STD", "normalise", "num_starts", "padded_length",
+    "EchoNet", "EchoNetRNC", "EchoNetFixedClips", "EchoNetTest", "MEAN", "STD", "normalise", "num_starts",
+    "padded_length",
     "VideoReader", "decode_video", "frame_count", "open_cached",
     "load_start_indexes", "save_start_indexes", "SafeUnpickler", "UnsafePickleError",
     "make_synthetic_echonet",

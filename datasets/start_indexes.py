@@ -79,7 +79,8 @@ def _with_avi(name: str) -> str:
 
 def _validate(raw, path: str) -> dict[str, np.ndarray]:
     if not isinstance(raw, dict) or not raw:
-        raise BadInputError(f"{path}: expected a non-empty mapping video name -> start indexes, got {type(raw).__name__}")
+        raise BadInputError(f"{path}: expected a non-empty mapping video name -> start indexes, "
+                            f"got {type(raw).__name__}")
     starts, length = {}, None
     for name, values in raw.items():
         array = np.asarray(values)
