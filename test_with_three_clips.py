@@ -33,7 +33,7 @@ from utils.evaluation import predict, predict_variable_clips
 from utils.io import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
 from utils.log import setup_logger
 from utils.metrics import format_metrics, regression_metrics
-from utils.options import add_data_and_model_args, parser_with_defaults, positive_int
+from utils.options import add_data_and_model_args, non_negative_int, parser_with_defaults, positive_int
 from utils.plots import prediction_figure, save_figure
 from utils.runtime import amp_dtype
 from utils.weights import weights_label
@@ -50,7 +50,7 @@ def parse_option(argv=None):
                         help="videos per forward pass (all their clips at once on a GPU)")
     parser.add_argument("--split", type=str, default="test", choices=("test", "val", "train", "all"))
     parser.add_argument("--n_clips", type=positive_int, default=3, help="clips per video when starts are drawn")
-    parser.add_argument("--seed", type=int, default=0, help="seed for drawn starts")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed for drawn starts")
     parser.add_argument("--clips", type=str, default="three", choices=("three", "all"),
                         help="all = also score each video by the mean over all its clips (as predict.py)")
     parser.add_argument("--clip_stride", type=positive_int, default=None,
@@ -88,6 +88,8 @@ def main(argv=None):
         model = model.to(memory_format=torch.channels_last_3d)
     log.info(f"Checkpoint {opt.pretrained_weights} (epoch {checkpoint.get('epoch')}), device {dist.device}, "
              f"AMP {amp or 'off (fp32)'}")
+    if dataset.frames != opt.frames:
+        log.warning(f"WARNING: clips hold {dataset.frames} frames, not --frames {opt.frames} (capped, as released)")
     if opt.path_test_start_indexes is None and dist.is_main:
         drawn = os.path.join(out_dir, "test_start_indexes.json")
         save_start_indexes(dataset.start_indexes, drawn)
@@ -179,7 +181,7 @@ def main(argv=None):
         "checkpoint": weights_label(opt.pretrained_weights),
         "start_indexes": os.path.abspath(opt.path_test_start_indexes) if opt.path_test_start_indexes else "drawn",
         "split": opt.split, "n_videos": int(len(labels)), "n_clips": n_clips,
-        "frames": opt.frames, "frequency": opt.frequency,
+        "frames": dataset.frames, "frequency": opt.frequency,
         "mean_of_clips": mean_metrics, "per_clip": per_clip, "best_single_clip": best,
         "constant_mean_predictor_mae": constant_mae,
         "timing": {"videos": int(len(labels)), "clips": clips, "seconds": round(seconds, 3),
@@ -197,7 +199,7 @@ def main(argv=None):
                         result["predictions"],
                         {"checkpoint": weights_label(opt.pretrained_weights),
                          "epoch": None if epoch is None else int(epoch), "model": opt.model, "split": opt.split,
-                         "frames": opt.frames, "frequency": opt.frequency, "clips": "three", "n_clips": n_clips,
+                         "frames": dataset.frames, "frequency": opt.frequency, "clips": "three", "n_clips": n_clips,
                          "start_indexes": os.path.abspath(opt.path_test_start_indexes)
                          if opt.path_test_start_indexes else f"drawn with seed {opt.seed}",
                          "written_by": "test_with_three_clips.py"})

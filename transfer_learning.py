@@ -82,7 +82,8 @@ from utils.folds import CAMUS_FOLDS, HMCQU_FOLDS, contiguous_folds, sample_indic
 from utils.io import atomic_open, atomic_write_json, atomic_write_text, check_writable_folder
 from utils.log import FILE_ONLY, setup_logger
 from utils.metrics import regression_metrics
-from utils.options import add_model_args, non_negative_int, parser_with_defaults, positive_int
+from utils.options import (add_model_args, non_negative_float, non_negative_int, parser_with_defaults, positive_float,
+                           positive_int)
 from utils.plots import plt, prediction_figure, save_figure
 from utils.run import Run
 from utils.runtime import amp_dtype, autocast, batches, grad_scaler, prepare_batch
@@ -101,16 +102,6 @@ TABLE_METRICS = {
                        ("auroc", "AUROC ↑", 1, 3)],
 }
 PREDICTION_COLUMNS = ["checkpoint", "fold", "video", "patient", "label", "prediction", "probability"]
-
-
-def positive_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
-    return value
 
 
 def fraction(text):
@@ -172,13 +163,13 @@ def parse_option(argv=None):
                         help="finetune: videos per step (per process); linear / mlp: clips per GPU forward")
     parser.add_argument("--head_epochs", type=positive_int, default=100, help="linear / mlp: epochs per fold")
     parser.add_argument("--head_lr", type=positive_float, default=1e-3, help="linear / mlp: peak learning rate")
-    parser.add_argument("--head_weight_decay", type=float, default=1e-4,
+    parser.add_argument("--head_weight_decay", type=non_negative_float, default=1e-4,
                         help="linear / mlp: AdamW weight decay (multiplied by the learning rate), the head's only "
                              "regulariser; with few training videos per embedding dimension 1-10 helps")
     parser.add_argument("--head_batch_size", type=positive_int, default=64, help="linear / mlp: clips per step")
     parser.add_argument("--epochs", type=positive_int, default=10, help="finetune: passes over the training videos")
     parser.add_argument("--learning_rate", type=positive_float, default=1e-4, help="finetune: AdamW, encoder and head")
-    parser.add_argument("--weight_decay", type=float, default=1e-4, help="finetune")
+    parser.add_argument("--weight_decay", type=non_negative_float, default=1e-4, help="finetune")
     parser.add_argument("--aug", action="store_true", help="finetune: random 6-pixel shift of every training clip")
     parser.add_argument("--finetune_val_fraction", type=fraction, default=0.1,
                         help="finetune: share of each fold's training patients that chooses best.pth")

@@ -98,7 +98,7 @@ def parse_option(argv=None):
                             help="--clips three: released test_start_indexes.pkl (or .json/.csv); drawn with "
                                  "--seed if omitted")
     embeddings.add_argument("--n_clips", type=positive_int, default=3, help="clips per video when starts are drawn")
-    embeddings.add_argument("--seed", type=int, default=0, help="seed for drawn starts")
+    embeddings.add_argument("--seed", type=non_negative_int, default=0, help="seed for drawn starts")
     embeddings.add_argument("--clip_stride", type=positive_int, default=None,
                             help="--clips all: frames between clip starts (default: frames * frequency // 2)")
     embeddings.add_argument("--batch_size", type=positive_int, default=8, help="videos per forward pass")

@@ -48,8 +48,9 @@ def fitting_model_name(state_dict: Mapping) -> Optional[str]:
 
 
 def _with_model_hint(error: BadInputError, state_dict: Mapping, model: nn.Module) -> BadInputError:
+    """`error` plus the --model whose encoder these weights fit, when that is another model than `model`."""
     name = fitting_model_name(state_dict)
-    if name is None or type(model).__name__ != 'UniFormer':
+    if name is None or type(model).__name__ != 'UniFormer' or fitting_model_name(model.state_dict()) == name:
         return error
     return BadInputError(f'{error}; these are {name} weights: use --model {name}')
 

@@ -165,6 +165,14 @@ def test_atomic_files_get_the_umask_mode(tmp_path, umask):
         assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~umask
 
 
+def test_atomic_overwrite_keeps_the_files_mode(tmp_path):
+    private = tmp_path / "metrics.json"
+    atomic_write_json({"mae": 1.0}, private)
+    private.chmod(0o600)  # made private by its owner: a rewrite must not open it up again
+    atomic_write_json({"mae": 2.0}, private)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and json.loads(private.read_text()) == {"mae": 2.0}
+
+
 @pytest.mark.parametrize("code, reason", [(errno.ENOSPC, "no space left on device"),
                                           (errno.EROFS, "read-only file system"),
                                           (errno.EACCES, "permission denied")])

@@ -72,6 +72,10 @@ def test_extra_flags():
     (["--frames", "0", "--frequency", "4"], "--frames"),
     (["--frames", "36", "--frequency", "-1"], "--frequency"),
     (["--frames", "36", "--frequency", "four"], "--frequency"),
+    (["--frames", "36", "--frequency", "4", "--temp", "0"], "--temp: must be a finite number > 0, got 0"),
+    (["--frames", "36", "--frequency", "4", "--temp", "nan"], "--temp"),
+    (["--frames", "36", "--frequency", "4", "--learning_rate", "-1"], "--learning_rate"),
+    (["--frames", "36", "--frequency", "4", "--weight_decay", "-0.1"], "--weight_decay: must be a finite number >= 0"),
 ])
 def test_bad_frames_and_frequency_fail_with_one_line(flags, message, capsys):
     with pytest.raises(SystemExit) as exit_:
@@ -79,6 +83,22 @@ def test_bad_frames_and_frequency_fail_with_one_line(flags, message, capsys):
     assert exit_.value.code == 2
     error_line = capsys.readouterr().err.strip().splitlines()[-1]
     assert error_line.startswith("train_first_stage.py: error:") and message in error_line
+
+
+def test_test_script_refuses_a_negative_seed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        test_with_three_clips.parse_option(["--pretrained_weights", "w.pth", "--frames", "8", "--frequency", "2",
+                                            "--seed", "-1"])
+    assert exit_.value.code == 2 and "--seed: must be >= 0, got -1" in capsys.readouterr().err
+
+
+def test_amp_auto_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
+    from utils.runtime import amp_dtype
+    gpu = torch.device("cuda", 0)
+    for capability, expected in (((7, 5), None), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
+        assert amp_dtype("auto", gpu) is expected  # a T4/V100 only emulates bf16: fp32 there
+    assert amp_dtype("auto", torch.device("cpu")) is None and amp_dtype("bf16", gpu) is torch.bfloat16
 
 
 def test_script_rejects_bad_frames_from_the_command_line():

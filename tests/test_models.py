@@ -210,6 +210,20 @@ def test_pretrained_of_other_architecture_gives_one_line_value_error(tmp_path):
         get_feature_extractor('uniformer_tiny', pretrained_weights=small)
 
 
+def test_weights_without_batchnorm_counters_load_and_hints_name_only_another_model(tmp_path):
+    torch.manual_seed(0)
+    state = {k: v for k, v in uniformer_tiny().state_dict().items() if not k.endswith('num_batches_tracked')}
+    path = tmp_path / 'no_counters.pth'
+    torch.save(state, path)  # as converted checkpoints often are: torch's own strict load accepts them
+    model = get_feature_extractor('uniformer_tiny', pretrained_weights=path)
+    assert torch.equal(model.patch_embed1.proj.weight, state['patch_embed1.proj.weight'])
+    k600 = {**state, 'head.weight': torch.zeros(600, 128), 'head.bias': torch.zeros(600)}
+    torch.save(k600, path)  # the right encoder with another head: no "use --model uniformer_tiny"
+    with pytest.raises(ValueError, match=r'head.weight \[600, 128\] \(expected \[400, 128\]\)') as info:
+        get_feature_extractor('uniformer_tiny', pretrained_weights=path)
+    assert 'use --model' not in str(info.value)
+
+
 def test_pretrained_missing_file_and_bad_content(tmp_path):
     missing = tmp_path / 'nope.pth'
     with pytest.raises(FileNotFoundError, match='nope.pth'):

@@ -69,7 +69,8 @@ def load_state_dict_strict(module, state_dict, what, source):
     state_dict = strip_module_prefix(state_dict)
     target = unwrap(module)
     expected = target.state_dict()
-    missing = [k for k in expected if k not in state_dict]
+    # BatchNorm's num_batches_tracked may be absent: torch's strict load fills it in (older or converted files)
+    missing = [k for k in expected if k not in state_dict and not k.endswith(".num_batches_tracked")]
     unexpected = [k for k in state_dict if k not in expected]
     wrong_shape = [f"{k} {list(v.shape)} (expected {list(expected[k].shape)})" for k, v in state_dict.items()
                    if k in expected and hasattr(v, "shape") and v.shape != expected[k].shape]

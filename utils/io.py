@@ -14,6 +14,7 @@ import math
 import os
 import pickle
 import shutil
+import stat
 import tempfile
 
 import torch
@@ -47,7 +48,12 @@ def atomic_open(path, mode="wb", fsync=True):
     try:
         os.makedirs(folder, exist_ok=True)
         fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-        os.fchmod(fd, 0o666 & ~_umask())
+        # an existing file keeps its permissions (as with a plain open()); a new one gets 0666 & ~umask
+        try:
+            permissions = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            permissions = 0o666 & ~_umask()
+        os.fchmod(fd, permissions)
         with os.fdopen(fd, mode) as f:
             yield f
             f.flush()

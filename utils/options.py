@@ -2,6 +2,7 @@
 same meaning; the extra ones (device, AMP, resume, cache, ...) default to the released behaviour.
 `--help` shows every default."""
 import argparse
+import math
 
 from utils.runtime import AMP_CHOICES
 
@@ -25,6 +26,25 @@ def positive_int(text):
 
 def non_negative_int(text):
     return _integer(text, 0)
+
+
+def _number(text, minimum, inclusive):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
+        raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, "
+                                         f"got {text}")
+    return value
+
+
+def positive_float(text):
+    return _number(text, 0.0, inclusive=False)
+
+
+def non_negative_float(text):
+    return _number(text, 0.0, inclusive=True)
 
 
 def parser_with_defaults(prog, description):
@@ -72,11 +92,11 @@ def training_parser(stage):
                         help="videos per batch (per process under torchrun)")
     parser.add_argument("--epochs", type=non_negative_int, default=25 if stage == 1 else 4,
                         help="last epoch index: epochs 0..EPOCHS run, i.e. EPOCHS+1 passes, as the released code")
-    parser.add_argument("--learning_rate", type=float, default=1e-4)
-    parser.add_argument("--weight_decay", type=float, default=1e-4)
+    parser.add_argument("--learning_rate", type=positive_float, default=1e-4)
+    parser.add_argument("--weight_decay", type=non_negative_float, default=1e-4)
     parser.add_argument("--trial", type=int, default=0, help="run id, also the random seed")
     parser.add_argument("--aug", action="store_true", help="random 6-pixel shift augmentation")
-    parser.add_argument("--temp", type=float, default=2.0,
+    parser.add_argument("--temp", type=positive_float, default=2.0,
                         help="RnC temperature (released default 2; the paper's command uses 1.0)" if stage == 1
                         else "unused in stage 2; accepted so the released commands run unchanged")
     parser.add_argument("--label_diff", type=str, default="l1", choices=["l1"], help="RnC label distance")
@@ -97,7 +117,8 @@ def training_parser(stage):
     parser.add_argument("--deterministic", action="store_true",
                         help="cuDNN deterministic algorithms and no autotuning (slower; as the released set_seed)")
     if stage == 1:
-        parser.add_argument("--lr_decay_rate", type=float, default=0.1, help="lr factor from --lr_step_epoch on")
+        parser.add_argument("--lr_decay_rate", type=non_negative_float, default=0.1,
+                            help="lr factor from --lr_step_epoch on")
         parser.add_argument("--lr_step_epoch", type=int, default=15, help="epoch of the lr drop (-1: never)")
     return parser
 

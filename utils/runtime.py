@@ -10,9 +10,10 @@ AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 
 
 def amp_dtype(amp, device):
-    """'auto' means bf16 on GPUs that support it, fp32 elsewhere (CPU autocast is slow)."""
+    """'auto' means bf16 on GPUs with native bf16 (compute capability 8.0+: A100, H100, RTX 30xx...), fp32
+    elsewhere: pre-Ampere GPUs only emulate bf16 (slowly) and CPU autocast is slow."""
     if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8 else None
     return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
 
 
