@@ -38,6 +38,10 @@ def main(argv=None):
     fixed_clips = functools.partial(EchoNetFixedClips, opt.data_folder, frames=opt.frames, frequency=opt.frequency,
                                     n_clips=opt.val_n_clips_per_sample, seed=opt.trial, cache_dir=opt.cache_dir)
     val_set = fixed_clips("val")
+    test_set = fixed_clips("test")  # scored by the final report: its videos are checked now, not after 26 epochs
+    if opt.pretrained_weights is not None:  # and the weights file (the seeded run builds the model again below)
+        with torch.random.fork_rng(devices=[]):
+            get_feature_extractor(opt.model, opt.pretrained_weights, depthwise=opt.depthwise)
 
     run = Run.start(opt, stage=1)
     loader = run.loader(train_set)
@@ -108,7 +112,7 @@ def main(argv=None):
                       {"optimizer": optimizer.state_dict(), "optimizer_regressor": optimizer_regressor.state_dict(),
                        "scaler": scaler.state_dict()})
 
-    run.finish(model, regressor, fixed_clips)
+    run.finish(model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
 
 
 if __name__ == "__main__":

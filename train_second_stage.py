@@ -30,6 +30,7 @@ def main(argv=None):
     fixed_clips = functools.partial(EchoNetFixedClips, opt.data_folder, frames=opt.frames, frequency=opt.frequency,
                                     n_clips=opt.val_n_clips_per_sample, seed=opt.trial, cache_dir=opt.cache_dir)
     val_set = fixed_clips("val")
+    test_set = fixed_clips("test")  # scored by the final report: its videos are checked now
     # model: frozen stage-1 encoder, trainable regressor (both loaded from the stage-1 checkpoint)
     model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
     regressor = get_shallow_mlp_head(model.head.in_features, 1)
@@ -76,7 +77,7 @@ def main(argv=None):
         run.end_epoch(epoch, meter, model, regressor, val_set,
                       {"optimizer_regressor": optimizer_regressor.state_dict(), "scaler": scaler.state_dict()})
 
-    run.finish(model, regressor, fixed_clips)
+    run.finish(model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
 
 
 if __name__ == "__main__":

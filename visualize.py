@@ -27,7 +27,6 @@ AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that 
 
 Both commands take clips of --frames 36 every --frequency 4 (the paper's) unless told otherwise.
 """
-import argparse
 import importlib.util
 import os
 import re
@@ -54,8 +53,8 @@ from utils.evaluation import predict, predict_variable_clips
 from utils.io import atomic_open, atomic_write_json, check_writable_folder
 from utils.log import setup_logger
 from utils.metrics import regression_metrics
-from utils.options import add_data_and_model_args, add_model_args, non_negative_int, parser_with_defaults, \
-    positive_int
+from utils.options import (HelpWithDefaults, add_data_and_model_args, add_model_args, non_negative_int,
+                           parser_with_defaults, positive_int)
 from utils.plots import METHOD_NAMES, checkpoint_embedding_figure, save_figure
 from utils.representation import format_representation_metrics, representation_metrics
 from utils.runtime import amp_dtype
@@ -78,7 +77,7 @@ def parse_option(argv=None):
 
     def subparser(name, text):
         return commands.add_parser(name, help=text, description=text,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                   formatter_class=HelpWithDefaults)
 
     embeddings = subparser("embeddings", "embed a split with each checkpoint: UMAP / t-SNE maps coloured by EF "
                                          "and the distance-EF Spearman, kNN MAE and bin ratio of each")

@@ -85,6 +85,18 @@ def test_bad_frames_and_frequency_fail_with_one_line(flags, message, capsys):
     assert error_line.startswith("train_first_stage.py: error:") and message in error_line
 
 
+def test_help_shows_every_default(capsys):
+    text = " ".join(training_parser(1).format_help().split())
+    for shown in ("--model {uniformer_small,uniformer_base,uniformer_tiny} default: uniformer_small",
+                  "--learning_rate LEARNING_RATE default: 0.0001", "--wandb_project_name WANDB_PROJECT_NAME default: "
+                  "echonet-ef", "--aug random 6-pixel shift augmentation (default: False)"):
+        assert shown in text
+    with pytest.raises(SystemExit):
+        test_with_three_clips.parse_option(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "--split {test,val,train,all} default: test" in text and "default: ./test_results/test_files.pkl" in text
+
+
 def test_test_script_refuses_a_negative_seed(capsys):
     with pytest.raises(SystemExit) as exit_:
         test_with_three_clips.parse_option(["--pretrained_weights", "w.pth", "--frames", "8", "--frequency", "2",

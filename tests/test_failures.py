@@ -23,7 +23,7 @@ from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_ch
 from utils.checkpoint import load_checkpoint, save_best
 from utils.cli import run_main
 from utils.distributed import init_distributed
-from utils.errors import BadInputError
+from utils.errors import BadInputError, MissingInputError
 from utils.evaluation import predict
 from utils.plots import embedding_map, embedding_maps, prediction_figure
 from utils.runtime import batches, make_loader
@@ -166,6 +166,19 @@ def test_unreadable_video_is_found_before_the_first_epoch(echonet_copy, tmp_path
     with pytest.raises(BadInputError, match=f"{val_video}.avi cannot be opened"):
         train_first_stage.main(stage1_args(echonet_copy, tmp_path / "save"))
     assert not (tmp_path / "save").exists()  # nothing started, no empty run folder
+    # the test split too (the final report scores it after the last epoch), and the weights file
+    test_video = next(line.split(",")[0] for line in table[1:] if line.endswith("TEST"))
+    (echonet_copy / "Videos" / f"{val_video}.avi").unlink()
+    (echonet_copy / "Videos" / f"{test_video}.avi").rename(tmp_path / "kept.avi")
+    (echonet_copy / "FileList.csv").write_text("\n".join(line for line in table if not line.startswith(val_video)))
+    with pytest.raises(MissingInputError, match=rf"split 'test'.*{test_video}.avi"):
+        train_first_stage.main(stage1_args(echonet_copy, tmp_path / "save"))
+    (tmp_path / "kept.avi").rename(echonet_copy / "Videos" / f"{test_video}.avi")
+    (tmp_path / "weights.pth").write_bytes(b"<html>not found</html>")
+    with pytest.raises(BadInputError, match="weights.pth is not a PyTorch checkpoint"):
+        train_first_stage.main(stage1_args(echonet_copy, tmp_path / "save", "run", "--pretrained_weight",
+                                           str(tmp_path / "weights.pth")))
+    assert not (tmp_path / "save").exists()
 
 
 def test_header_pass_is_cached_by_size_and_time(echonet_copy, tmp_path, monkeypatch):

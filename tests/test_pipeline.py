@@ -239,3 +239,5 @@ def test_wandb_offline_run_logs_metrics_and_embedding_maps(echonet, tmp_path, mo
     runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     assert list(runs[0].glob("*.wandb")) and list(runs[0].rglob("*TSNE*.png")) and list(runs[0].rglob("*UMAP*.png"))
+    assert f"wandb: WANDB_MODE=offline, logging offline to {tmp_path / 'w'}/wandb" in \
+        (tmp_path / "w" / "training.log").read_text()

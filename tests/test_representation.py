@@ -100,6 +100,8 @@ def test_bad_input_and_formatting():
         rep.representation_metrics(np.zeros((5, 2)), np.zeros(4))
     with pytest.raises(ValueError, match="finite"):
         rep.representation_metrics(np.full((7, 2), np.nan), np.arange(7.0))
+    one = rep.representation_metrics(np.zeros((1, 2)), np.array([55.0]))  # a split of one video: undefined
+    assert set(one) == {"spearman", "knn_mae", "bin_ratio"} and all(np.isnan(v) for v in one.values())
     line = rep.format_representation_metrics({"spearman": 0.81234, "knn_mae": 4.5, "bin_ratio": 0.62})
     assert "\n" not in line and "0.812" in line and "4.500" in line and "0.620" in line
 

@@ -2,6 +2,7 @@
 same meaning; the extra ones (device, AMP, resume, cache, ...) default to the released behaviour.
 `--help` shows every default."""
 import argparse
+import copy
 import math
 
 from utils.runtime import AMP_CHOICES
@@ -47,9 +48,20 @@ def non_negative_float(text):
     return _number(text, 0.0, inclusive=True)
 
 
+class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows every option's default, also for options without a help text (argparse's own formatter
+    adds the default only to options that have one)."""
+
+    def _format_action(self, action):
+        if not action.help and action.option_strings and action.default not in (None, argparse.SUPPRESS) \
+                and action.nargs != 0:  # flags (store_true) need no default
+            action = copy.copy(action)
+            action.help = "default: %(default)s"
+        return super()._format_action(action)
+
+
 def parser_with_defaults(prog, description):
-    return argparse.ArgumentParser(prog=prog, description=description,
-                                   formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpWithDefaults)
 
 
 def add_model_args(parser, frames=None, frequency=None):

@@ -9,6 +9,8 @@
   points wide: [0, 10), [10, 20), ...) divided by the mean distance over the pairs in different bins;
   lower means videos of similar EF lie closer together.
 """
+import math
+
 import numpy as np
 from scipy.stats import spearmanr
 
@@ -101,7 +103,9 @@ def bin_distance_ratio(embeddings, ef, bin_width=10.0):
 
 def representation_metrics(embeddings, ef, k=5, bin_width=10.0, max_pairs=MAX_PAIRS, seed=0):
     """{'spearman', 'knn_mae', 'bin_ratio'} as floats (definitions in the module docstring). A set of
-    k or fewer points uses all the other points as neighbours."""
+    k or fewer points uses all the other points as neighbours; a single point leaves all three undefined (NaN)."""
+    if len(embeddings) < 2:  # e.g. a validation split of one video: the run goes on, the numbers are undefined
+        return {"spearman": math.nan, "knn_mae": math.nan, "bin_ratio": math.nan}
     return {
         "spearman": distance_ef_spearman(embeddings, ef, max_pairs=max_pairs, seed=seed),
         "knn_mae": knn_ef_mae(embeddings, ef, k=min(k, len(embeddings) - 1)),

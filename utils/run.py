@@ -9,7 +9,7 @@ The training scripts keep their loops; a `Run` holds everything around them:
         meter = run.training_epoch(epoch, loader, lr)  # iterate it; meter.update(clips, **losses) per step
         ...
         run.end_epoch(epoch, meter, model, regressor, val_set, resume_state)
-    run.finish(model, regressor, clips_of_split)   # best.pth on test / val / train, figures, summary
+    run.finish(model, regressor, report_sets)      # best.pth on test / val / train, figures, summary
 
 Files in the run folder: best.pth, last.pth, training.log, final_metrics.json, timing.json (clips/s,
 data-loader wait, validation and final-report times, peak GPU memory) and the test t-SNE figure.
@@ -364,9 +364,9 @@ class Run:
         barrier()
         return metrics
 
-    def finish(self, model, regressor, clips_of_split):
-        """Evaluate best.pth on test, val and train (no augmentation; `clips_of_split(split)` builds each
-        dataset), as the released scripts do; write final_metrics.json and the test t-SNE figure."""
+    def finish(self, model, regressor, report_sets):
+        """Evaluate best.pth on test, val and train (`report_sets`: split -> dataset of fixed clips, no
+        augmentation), as the released scripts do; write final_metrics.json and the test t-SNE figure."""
         best_path = self.path("best.pth")
         self._check_shared(best_path)
         checkpoint = load_checkpoint(best_path)
@@ -377,7 +377,7 @@ class Run:
                       f"validation MAE {float(checkpoint['best_error']):.3f}")
         report, figures, total_clips, total_seconds = {"best_epoch": int(checkpoint["epoch"])}, {}, 0, 0.0
         for split in ("test", "val", "train"):
-            metrics, result, seconds = self.evaluate(model, regressor, clips_of_split(split), split)
+            metrics, result, seconds = self.evaluate(model, regressor, report_sets[split], split)
             report[split] = {**metrics, "embeddings": representation_metrics(result["embeddings"], result["labels"])}
             total_clips, total_seconds = total_clips + int(result["clip_predictions"].size), total_seconds + seconds
             self.log.info(f"{split.capitalize():5s} {format_metrics(metrics)}  "

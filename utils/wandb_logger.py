@@ -20,6 +20,9 @@ def init_wandb(opt, name, run_dir, enabled, log):
         log.info(f"wandb: no WANDB_API_KEY or wandb login found, logging offline to {run_dir}/wandb "
                  "(upload later with `wandb sync`)")
         mode = "offline"
+    elif mode in ("offline", "dryrun", "disabled"):
+        log.info(f"wandb: WANDB_MODE={mode}" + (f", logging offline to {run_dir}/wandb (upload later with "
+                                                 "`wandb sync`)" if mode != "disabled" else ", nothing is logged"))
     return wandb.init(project=opt.wandb_project_name, name=name, dir=run_dir, mode=mode,
                       config=dict(vars(opt)), settings=wandb.Settings(silent=True))
 
