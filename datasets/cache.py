@@ -5,7 +5,8 @@ Layout in `cache_dir`, for a source `<stem>.avi` of `size` bytes modified at `mt
 - `<stem>.<size>.<mtime_ns>.colour.npy` (only when C = 1): uint8 [3, 256] table mapping the stored
   channel to R, G, B.
 Any change of the source (size or mtime) changes the key, so a stale entry is never read; stale
-entries of the same stem are deleted when the new one is written.
+entries of the same stem are deleted when the new one is written. To find them, each process lists the
+folder once (and adds what it writes), not at every write: filling a cache of N videos stays O(N).
 
 Why a colour table instead of "grey when the 3 channels are identical": an EchoNet video is
 grey, but after MJPG decoding (YUV -> BGR in FFmpeg) the channels of one pixel differ by up to 2
@@ -90,14 +91,33 @@ class CachedVideo:
         pass
 
 
+_ENTRY = re.compile(r"(?P<stem>.+)\.\d+\.\d+(\.colour)?\.npy")
+_entries_by_stem: dict[Path, dict[str, set[str]]] = {}  # per process: cache folder -> stem -> file names
+
+
+def _entries_of(cache_dir: Path, stem: str) -> set[str]:
+    """This stem's entry names: the folder as this process first listed it, plus what it wrote since."""
+    if cache_dir not in _entries_by_stem:
+        by_stem: dict[str, set[str]] = {}
+        for name in os.listdir(cache_dir):
+            match = _ENTRY.fullmatch(name)
+            if match:
+                by_stem.setdefault(match["stem"], set()).add(name)
+        _entries_by_stem[cache_dir] = by_stem
+    return _entries_by_stem[cache_dir].setdefault(stem, set())
+
+
 def _remove_stale(cache_dir: Path, stem: str, key: str) -> None:
-    pattern = re.compile(rf"{re.escape(stem)}\.\d+\.\d+(\.colour)?\.npy")
-    for entry in cache_dir.iterdir():
-        if pattern.fullmatch(entry.name) and not entry.name.startswith(key + "."):
+    """Delete the stem's entries of other keys (an older version of the video); note the new ones."""
+    entries = _entries_of(cache_dir, stem)
+    for name in sorted(entries):
+        if not name.startswith(key + "."):
             try:
-                entry.unlink()
+                os.remove(cache_dir / name)
             except FileNotFoundError:  # another worker removed it first
                 pass
+            entries.discard(name)
+    entries.update(name for name in (f"{key}.npy", f"{key}.colour.npy") if (cache_dir / name).exists())
 
 
 def open_cached(video_path: str | os.PathLike, cache_dir: str | os.PathLike) -> CachedVideo:

@@ -575,6 +575,20 @@ def test_cache_is_invalidated_when_the_video_changes(tmp_path):
     assert len([p for p in new_entries if p.name.startswith("V000.")]) == 2
 
 
+def test_entries_of_an_older_video_left_by_an_earlier_run_are_removed(tmp_path, monkeypatch):
+    import datasets.cache as cache_module
+    root, _ = make_dataset(tmp_path / "data", [30, 30])
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    for name in ("V000.1.2.npy", "V000.1.2.colour.npy", "V0001.3.4.npy", "other.npy"):  # V0001: another video
+        (cache / name).write_bytes(b"")
+    monkeypatch.setattr(cache_module, "_entries_by_stem", {})  # a new process: it lists the folder once
+    open_cached(root / "Videos" / "V000.avi", cache)
+    names = sorted(p.name for p in cache.iterdir())
+    assert "V000.1.2.npy" not in names and "V000.1.2.colour.npy" not in names
+    assert "V0001.3.4.npy" in names and "other.npy" in names and len([n for n in names if n.startswith("V000.")]) == 2
+
+
 def test_cache_entry_cut_short_is_decoded_again(tmp_path):
     root, _ = make_dataset(tmp_path / "data", [30, 30])
     cache = tmp_path / "cache"
