@@ -32,16 +32,16 @@ from torch.utils.data import DataLoader
 from datasets.any_video import DEFAULT_FPS, expand_inputs, parse_crop
 from datasets.clip_grid import VideoFileClips, default_clip_stride, keep_item
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
-from utils.cli import on_interrupt, run_main
-from utils.distributed import init_distributed
-from utils.errors import BadInputError
-from utils.evaluation import embed_clips
-from utils.io import atomic_open, check_writable_folder
-from utils.log import setup_logger
-from utils.options import add_model_args, parser_with_defaults, positive_int
-from utils.plots import save_figure, video_ef_figure
-from utils.runtime import amp_dtype
-from utils.weights import resolve_weights
+from utils.script.cli import on_interrupt, run_main
+from utils.engine.distributed import init_distributed
+from utils.script.errors import BadInputError
+from utils.evaluation.inference import embed_clips
+from utils.files.atomic import atomic_open, check_writable_folder
+from utils.script.log import setup_logger
+from utils.script.options import add_model_args, parser_with_defaults, positive_int
+from utils.pictures.plots import save_figure, video_ef_figure
+from utils.engine.amp import amp_dtype
+from utils.files.weights import resolve_weights
 
 PREVIEW_FRAMES = 4  # frames shown under the EF curve of --plot
 CSV_COLUMNS = ["file", "ef", "ef_std", "n_clips", "n_frames", "fps", "fps_used", "crop", "error", "notes"]

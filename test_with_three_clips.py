@@ -26,17 +26,17 @@ from tqdm import tqdm
 from datasets import EchoNetTest, save_start_indexes
 from datasets.clip_grid import EchoNetAllClips
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
-from utils.cli import on_interrupt, run_main
-from utils.distributed import cleanup, init_distributed
-from utils.embeddings_file import save_embeddings
-from utils.evaluation import predict, predict_variable_clips
-from utils.io import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
-from utils.log import setup_logger
-from utils.metrics import format_metrics, regression_metrics
-from utils.options import add_data_and_model_args, non_negative_int, parser_with_defaults, positive_int
-from utils.plots import prediction_figure, save_figure
-from utils.runtime import amp_dtype
-from utils.weights import weights_label
+from utils.script.cli import on_interrupt, run_main
+from utils.engine.distributed import cleanup, init_distributed
+from utils.files.embeddings_file import save_embeddings
+from utils.evaluation.inference import predict, predict_variable_clips
+from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
+from utils.script.log import setup_logger
+from utils.evaluation.metrics import format_metrics, regression_metrics
+from utils.script.options import add_data_and_model_args, non_negative_int, parser_with_defaults, positive_int
+from utils.pictures.plots import prediction_figure, save_figure
+from utils.engine.amp import amp_dtype
+from utils.files.weights import weights_label
 
 
 def parse_option(argv=None):

@@ -15,11 +15,11 @@ import torch
 from datasets import EchoNetFixedClips, EchoNetRNC
 from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head
-from utils.cli import run_main
-from utils.distributed import all_gather_with_grad, wrap_ddp
-from utils.options import training_parser
-from utils.run import Run
-from utils.runtime import autocast, grad_scaler, prepare_batch
+from utils.script.cli import run_main
+from utils.engine.distributed import all_gather_with_grad, wrap_ddp
+from utils.script.options import training_parser
+from utils.training.run import Run
+from utils.engine.amp import autocast, grad_scaler, prepare_batch
 
 
 def learning_rate(opt, epoch):

@@ -11,11 +11,11 @@ import torch
 
 from datasets import EchoNet, EchoNetFixedClips
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
-from utils.cli import run_main
-from utils.distributed import wrap_ddp
-from utils.options import training_parser
-from utils.run import Run
-from utils.runtime import autocast, grad_scaler, prepare_batch
+from utils.script.cli import run_main
+from utils.engine.distributed import wrap_ddp
+from utils.script.options import training_parser
+from utils.training.run import Run
+from utils.engine.amp import autocast, grad_scaler, prepare_batch
 
 
 def main(argv=None):

@@ -22,7 +22,7 @@ datasets.clip_grid.clip_grid over the WHOLE video (a clip every --clip_stride fr
 start), normalised as the EchoNet datasets do. A video's output is the mean over its clips (of the EF, or of
 the MI probability).
 
-Folds (utils.folds) split patients, never videos. CAMUS: the released protocol, patients sorted, fold k
+Folds (utils.evaluation.folds) split patients, never videos. CAMUS: the released protocol, patients sorted, fold k
 validates on the k-th block (10 folds of 50 for the 500 patients). HMC-QU: stratified by MI, shuffled by
 --seed (5 folds). folder: stratified for classes, else contiguous. --folds N overrides the count,
 --shuffle_folds shuffles the contiguous blocks by --seed. A fold's validation patients are its test set.
@@ -35,7 +35,7 @@ Modes:
   --head_epochs epochs (AdamW, cosine schedule, no selection on the test fold): nn.Linear (linear) or
   models.get_shallow_mlp_head (mlp). Regression: L1 on the EF (standardised by the training fold);
   classification: cross-entropy over two logits, the MI probability is the softmax of the second.
-- finetune: encoder + shallow MLP head trained end to end per fold (L1 / cross-entropy) through utils.run.Run:
+- finetune: encoder + shallow MLP head trained end to end per fold (L1 / cross-entropy) through utils.training.run.Run:
   --amp, torchrun (DDP on every rank), --resume, a folder per fold with best.pth / last.pth. best.pth is chosen
   on an inner validation split of the fold's TRAINING patients (--finetune_val_fraction; MAE, or
   cross-entropy for classes), then scored once on the fold's test patients.
@@ -73,22 +73,23 @@ from datasets.clip_grid import clip_grid, cut_clips, default_clip_stride, keep_i
 from datasets.echonet import PAD, num_starts
 from datasets.video import SIZE
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
-from utils.checkpoint import load_checkpoint, load_state_dict_strict, strip_module_prefix, unwrap
-from utils.cli import on_interrupt, run_main
-from utils.distributed import barrier, cleanup, init_distributed, wrap_ddp
-from utils.errors import BadInputError
-from utils.evaluation import embed_clips, predict_variable_clips
-from utils.folds import CAMUS_FOLDS, HMCQU_FOLDS, contiguous_folds, sample_indices, stratified_folds
-from utils.io import atomic_open, atomic_write_json, atomic_write_text, check_writable_folder
-from utils.log import FILE_ONLY, setup_logger
-from utils.metrics import regression_metrics
-from utils.options import (add_model_args, non_negative_float, non_negative_int, parser_with_defaults, positive_float,
+from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, strip_module_prefix, unwrap
+from utils.script.cli import on_interrupt, run_main
+from utils.engine.distributed import barrier, cleanup, init_distributed, wrap_ddp
+from utils.script.errors import BadInputError
+from utils.evaluation.inference import embed_clips, predict_variable_clips
+from utils.evaluation.folds import CAMUS_FOLDS, HMCQU_FOLDS, contiguous_folds, sample_indices, stratified_folds
+from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_text, check_writable_folder
+from utils.script.log import FILE_ONLY, setup_logger
+from utils.evaluation.metrics import regression_metrics
+from utils.script.options import (add_model_args, non_negative_float, non_negative_int, parser_with_defaults, positive_float,
                            positive_int)
-from utils.plots import plt, prediction_figure, save_figure
-from utils.run import Run
-from utils.runtime import amp_dtype, autocast, batches, grad_scaler, prepare_batch
-from utils.seed import set_seed
-from utils.weights import resolve_weights
+from utils.pictures.plots import plt, prediction_figure, save_figure
+from utils.training.run import Run
+from utils.engine.amp import amp_dtype, autocast, grad_scaler, prepare_batch
+from utils.engine.loaders import batches
+from utils.engine.seed import set_seed
+from utils.files.weights import resolve_weights
 
 DEFAULT_FOLDS = {"camus": CAMUS_FOLDS, "hmcqu": HMCQU_FOLDS, "folder": 5}
 KINETICS_CLASSES = 400

@@ -6,10 +6,10 @@
 
 embeds every video of the split with each checkpoint (the mean of the embeddings of its three test clips,
 as test_with_three_clips.py scores it; --clips all: of all its clips on predict.py's grid), and writes
-  OUT/<label>/embeddings.npz  per checkpoint (format: utils/embeddings_file.py),
+  OUT/<label>/embeddings.npz  per checkpoint (format: utils/files/embeddings_file.py),
   OUT/embeddings.png          one row per checkpoint, a UMAP and a t-SNE map coloured by EF, one colour bar,
   OUT/representation.json / representation.csv  and the log: how well each checkpoint's embeddings are
-                              ordered by EF (utils/representation.py): distance-EF Spearman, leave-one-out
+                              ordered by EF (utils/evaluation/representation.py): distance-EF Spearman, leave-one-out
                               kNN MAE, within/between-EF-bin distance ratio, plus the MAE of its predictions.
 A label is the checkpoint's folder and file stem (run_a_best), made unique. `--embeddings FILE.npz ...`
 (written by an earlier run or by `test_with_three_clips.py --save_embeddings`) is read instead of
@@ -19,7 +19,7 @@ recomputed, alone or mixed with --pretrained_weights; rows keep the order of the
         EchoNet-Dynamic/Videos/0X1A0A263B22CCD966.avi my_echo.mp4 study/IM0001
 
 writes, per input video and clip start (--start S or --starts S,S,...; default 0), Grad-CAM of the predicted
-EF (utils/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay; MJPG AVI or GIF where this OpenCV cannot
+EF (utils/pictures/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay; MJPG AVI or GIF where this OpenCV cannot
 write MP4), OUT/<name>_cam.png (8 frames, clip above overlay) and a row of OUT/cam.csv; the predicted EF is
 printed. <name> is the file stem (made unique; _start<S> added when there are several starts). A 112x112
 AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that predict.py reads
@@ -44,21 +44,21 @@ from datasets.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, pars
 from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
-from utils.cam import grad_cam, save_cam_strip, write_cam_video
-from utils.cli import on_interrupt, run_main
-from utils.distributed import init_distributed
-from utils.embeddings_file import load_embeddings, save_embeddings
-from utils.errors import BadInputError, UserError
-from utils.evaluation import predict, predict_variable_clips
-from utils.io import atomic_open, atomic_write_json, check_writable_folder
-from utils.log import setup_logger
-from utils.metrics import regression_metrics
-from utils.options import (HelpWithDefaults, add_data_and_model_args, add_model_args, non_negative_int,
+from utils.pictures.cam import grad_cam, save_cam_strip, write_cam_video
+from utils.script.cli import on_interrupt, run_main
+from utils.engine.distributed import init_distributed
+from utils.files.embeddings_file import load_embeddings, save_embeddings
+from utils.script.errors import BadInputError, UserError
+from utils.evaluation.inference import predict, predict_variable_clips
+from utils.files.atomic import atomic_open, atomic_write_json, check_writable_folder
+from utils.script.log import setup_logger
+from utils.evaluation.metrics import regression_metrics
+from utils.script.options import (HelpWithDefaults, add_data_and_model_args, add_model_args, non_negative_int,
                            parser_with_defaults, positive_int)
-from utils.plots import METHOD_NAMES, checkpoint_embedding_figure, save_figure
-from utils.representation import format_representation_metrics, representation_metrics
-from utils.runtime import amp_dtype
-from utils.weights import weights_label
+from utils.pictures.plots import METHOD_NAMES, checkpoint_embedding_figure, save_figure
+from utils.evaluation.representation import format_representation_metrics, representation_metrics
+from utils.engine.amp import amp_dtype
+from utils.files.weights import weights_label
 
 PAPER_CLIP = {"frames": 36, "frequency": 4}  # the clip the paper trains and tests on
 CSV_COLUMNS = ["label", "n_videos", "split", "clips", "spearman", "knn_mae", "bin_ratio", "prediction_mae", "source"]

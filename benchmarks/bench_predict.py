@@ -3,7 +3,7 @@
 For every video the stages predict.py runs are timed one by one:
   decode + convert  datasets.any_video.load_echo_video (decode, grey, sector crop, square, 112x112, resample)
   clips             datasets.clip_grid.clip_grid + cut_clips (zero-padding, normalisation), all grid clips
-  model             utils.evaluation.embed_clips + the regressor, one clip at a time (as on a CPU)
+  model             utils.evaluation.inference.embed_clips + the regressor, one clip at a time (as on a CPU)
 and predict.main itself is timed end to end (building and loading the model and writing the CSVs
 included) with 0 and with --workers data-loader workers. Two inputs: the EchoNet AVIs as they are
 (112x112, 50 fps), and the same videos as a user would export them: enlarged 4x into a 640x480
@@ -33,8 +33,8 @@ from datasets.any_video import expand_inputs, load_echo_video  # noqa: E402
 from datasets.clip_grid import clip_grid, cut_clips  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
-from utils.checkpoint import save_best  # noqa: E402
-from utils.evaluation import embed_clips  # noqa: E402
+from utils.files.checkpoint import save_best  # noqa: E402
+from utils.evaluation.inference import embed_clips  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "echonet_samples"
 

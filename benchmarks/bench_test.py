@@ -18,8 +18,8 @@ from torch.utils.data import Subset
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets import MEAN, STD, EchoNetTest, make_synthetic_echonet  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
-from utils.distributed import init_distributed  # noqa: E402
-from utils.evaluation import predict  # noqa: E402
+from utils.engine.distributed import init_distributed  # noqa: E402
+from utils.evaluation.inference import predict  # noqa: E402
 
 FRAMES, FREQUENCY = 36, 4
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "echonet_samples"

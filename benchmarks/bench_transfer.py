@@ -4,7 +4,7 @@ of a full 10-fold CAMUS comparison of two checkpoints estimated from it.
     python benchmarks/bench_transfer.py [--model uniformer_small] [--frames 32] [--seconds 60] [--threads N]
 
 Measures, in one process:
-1. the encoder on one clip at a time ([1, 3, frames, 112, 112], as utils.evaluation.embed_clips runs on a
+1. the encoder on one clip at a time ([1, 3, frames, 112, 112], as utils.evaluation.inference.embed_clips runs on a
    CPU), random weights, fp32, no gradients: clips/s over about --seconds after one warm-up pass;
 2. reading one synthetic CAMUS sequence (.nii.gz) and cutting its normalised ED->ES clip, as the
    embedding pass does for every video;

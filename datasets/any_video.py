@@ -59,7 +59,7 @@ from typing import Iterable, Iterator, Sequence, Union
 import cv2
 import numpy as np
 
-from utils.errors import BadInputError, MissingInputError
+from utils.script.errors import BadInputError, MissingInputError
 
 from .video import SIZE, decode_video
 

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.io import atomic_open
+from utils.files.atomic import atomic_open
 
 from .video import decode_video
 

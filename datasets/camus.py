@@ -46,7 +46,7 @@ import cv2
 import numpy as np
 import torch
 
-from utils.errors import BadInputError, MissingInputError
+from utils.script.errors import BadInputError, MissingInputError
 
 from .echonet import normalise
 from .video import SIZE
@@ -319,7 +319,7 @@ class CAMUS(torch.utils.data.Dataset):
 
 
 def camus_patients(root) -> list[str]:
-    """Sorted patient folder names under `root` (the ids the folds in utils.folds split)."""
+    """Sorted patient folder names under `root` (the ids the folds in utils.evaluation.folds split)."""
     folder_root = patient_folder_root(root)
     return sorted(p.name for p in folder_root.iterdir() if p.is_dir() and _PATIENT.match(p.name))
 

@@ -13,7 +13,7 @@ stride S misses it, so the end of the video is always covered. S defaults to fra
 - `VideoFileClips`: any video files (datasets.any_video.load_echo_video) -> all grid clips per
   file; a file that cannot be read gives an item with its one-line error instead of clips.
 - `EchoNetAllClips`: the EchoNet split with every video's grid starts (a variable number of clips
-  per video; batch it with utils.evaluation.concat_clips).
+  per video; batch it with utils.evaluation.inference.concat_clips).
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import traceback
 import numpy as np
 import torch
 
-from utils.errors import UserError
+from utils.script.errors import UserError
 
 from .any_video import DEFAULT_FPS, load_echo_video, parse_crop
 from .echonet import EchoNetFixedClips, normalise, num_starts, padded_length
@@ -136,7 +136,7 @@ def keep_item(item):
 class EchoNetAllClips(EchoNetFixedClips):
     """An EchoNet split with every video's grid starts (see `clip_grid`): dict(name, image
     [n_clips, 3, frames, 112, 112], starts [n_clips], label, ef), n_clips varying per video
-    (`self.clip_counts`; `self.n_clips` is None). Batch with utils.evaluation.concat_clips."""
+    (`self.clip_counts`; `self.n_clips` is None). Batch with utils.evaluation.inference.concat_clips."""
 
     def __init__(self, root, split: str = "test", frames: int = 16, frequency: int = 2,
                  clip_stride: int | None = None, cache_dir=None, max_frames: int = 250):

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from utils.errors import BadInputError, MissingInputError
+from utils.script.errors import BadInputError, MissingInputError
 
 from .cache import open_cached
 from .headers import frame_counts

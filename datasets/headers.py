@@ -14,8 +14,8 @@ import json
 import os
 from pathlib import Path
 
-from utils.errors import BadInputError, MissingInputError, OutputError
-from utils.io import atomic_write_json
+from utils.script.errors import BadInputError, MissingInputError, OutputError
+from utils.files.atomic import atomic_write_json
 
 from .video import frame_count
 

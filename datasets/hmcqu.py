@@ -39,7 +39,7 @@ from typing import Callable, Sequence
 
 import pandas as pd
 
-from utils.errors import BadInputError, MissingInputError
+from utils.script.errors import BadInputError, MissingInputError
 
 VIEWS = ("A4C", "A2C")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")

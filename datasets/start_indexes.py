@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from utils.errors import BadInputError, MissingInputError, UserError
-from utils.io import atomic_open
+from utils.script.errors import BadInputError, MissingInputError, UserError
+from utils.files.atomic import atomic_open
 
 from .tables import read_csv_file
 

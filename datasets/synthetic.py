@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from utils.io import atomic_open
+from utils.files.atomic import atomic_open
 
 SIZE = 112
 PIXEL_MM = 1.75  # makes typical volumes look like mL of an adult heart (EDV ~ 100 mL)

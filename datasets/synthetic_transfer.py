@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from utils.io import atomic_open, atomic_write_text
+from utils.files.atomic import atomic_open, atomic_write_text
 
 from .synthetic import _render_video, disk_volume, write_grey_avi
 

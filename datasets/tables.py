@@ -6,7 +6,7 @@ import os
 
 import pandas as pd
 
-from utils.errors import BadInputError
+from utils.script.errors import BadInputError
 
 
 def read_csv_file(path: str | os.PathLike, expected: str = "", **read_csv_args) -> pd.DataFrame:

@@ -27,7 +27,7 @@ import warnings
 import cv2
 import numpy as np
 
-from utils.errors import BadInputError, MissingInputError
+from utils.script.errors import BadInputError, MissingInputError
 
 SIZE = 112  # EchoNet-Dynamic frames are 112x112
 

@@ -6,9 +6,9 @@ from typing import Optional
 import torch
 import torch.nn as nn
 
-from utils.checkpoint import load_checkpoint, load_model_and_regressor, load_state_dict_strict, strip_module_prefix
-from utils.errors import BadInputError
-from utils.weights import resolve_weights
+from utils.files.checkpoint import load_checkpoint, load_model_and_regressor, load_state_dict_strict, strip_module_prefix
+from utils.script.errors import BadInputError
+from utils.files.weights import resolve_weights
 
 from .regressor import MEAN_EF
 from .uniformer import UniFormer, uniformer_base, uniformer_small, uniformer_tiny
@@ -23,7 +23,7 @@ _WRAPPER_KEYS = ('model', 'state_dict', 'model_state')  # where training checkpo
 
 def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state_dict saved by torch.save (safely: weights_only): plain, or wrapped under
-    'model'/'state_dict'/'model_state'. `path` may be hf://OWNER/REPO/FILE (utils/weights.py)."""
+    'model'/'state_dict'/'model_state'. `path` may be hf://OWNER/REPO/FILE (utils/files/weights.py)."""
     path = resolve_weights(path)
     obj = load_checkpoint(path)
     if isinstance(obj, Mapping):

@@ -7,9 +7,9 @@ import test_with_three_clips
 import train_first_stage
 from losses import RnCLoss
 from models import get_feature_extractor
-from utils.checkpoint import load_checkpoint
-from utils.options import training_parser
-from utils.runtime import autocast
+from utils.files.checkpoint import load_checkpoint
+from utils.script.options import training_parser
+from utils.engine.amp import autocast
 
 
 def test_fp32_is_the_default_of_every_script():

@@ -8,9 +8,9 @@ from PIL import Image
 
 import models
 from conftest import read_all_frames
-import utils.cam as cam_module
+import utils.pictures.cam as cam_module
 from datasets.echonet import denormalise, normalise
-from utils.cam import grad_cam, overlay, save_cam_strip, write_cam_video
+from utils.pictures.cam import grad_cam, overlay, save_cam_strip, write_cam_video
 
 
 @pytest.fixture(scope="module")

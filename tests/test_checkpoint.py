@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from models import get_feature_extractor, get_shallow_mlp_head
-from utils.checkpoint import load_checkpoint, load_model_and_regressor, save_best, save_last, strip_module_prefix
-from utils.errors import OutputError
-from utils.io import atomic_open, atomic_torch_save, atomic_write_json, check_writable_folder
+from utils.files.checkpoint import load_checkpoint, load_model_and_regressor, save_best, save_last, strip_module_prefix
+from utils.script.errors import OutputError
+from utils.files.atomic import atomic_open, atomic_torch_save, atomic_write_json, check_writable_folder
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import test_with_three_clips
-from utils.options import run_name, training_parser
+from utils.script.options import run_name, training_parser
 from conftest import REPO_ROOT
 
 
@@ -105,7 +105,7 @@ def test_test_script_refuses_a_negative_seed(capsys):
 
 
 def test_amp_auto_is_bf16_only_on_gpus_with_native_bf16(monkeypatch):
-    from utils.runtime import amp_dtype
+    from utils.engine.amp import amp_dtype
     gpu = torch.device("cuda", 0)
     for capability, expected in (((7, 5), None), ((8, 0), torch.bfloat16), ((9, 0), torch.bfloat16)):
         monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None, c=capability: c)
@@ -125,7 +125,7 @@ def test_stage2_run_name_has_no_temperature():
 
 
 def test_deterministic_flag_selects_deterministic_cudnn():
-    from utils.seed import set_seed
+    from utils.engine.seed import set_seed
 
     opt = training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--deterministic"])
     saved = torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark
@@ -139,7 +139,7 @@ def test_deterministic_flag_selects_deterministic_cudnn():
 
 
 def test_long_dumps_go_to_the_log_file_only(tmp_path, capsys):
-    from utils.log import FILE_ONLY, setup_logger
+    from utils.script.log import FILE_ONLY, setup_logger
 
     log = setup_logger(tmp_path / "training.log")
     log.info("Options:\n  temp: 1.0", extra=FILE_ONLY)

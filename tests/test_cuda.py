@@ -16,10 +16,10 @@ from datasets import EchoNetTest
 from datasets.synthetic import make_synthetic_echonet
 from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head
-from utils.checkpoint import load_checkpoint
-from utils.distributed import init_distributed
-from utils.evaluation import predict
-from utils.runtime import autocast, grad_scaler
+from utils.files.checkpoint import load_checkpoint
+from utils.engine.distributed import init_distributed
+from utils.evaluation.inference import predict
+from utils.engine.amp import autocast, grad_scaler
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 CUDA = torch.device("cuda")

@@ -14,7 +14,7 @@ import torch
 from datasets import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNetTest, UnsafePickleError, VideoReader,
                       decode_video, frame_count, load_start_indexes, open_cached, save_start_indexes)
 from datasets.cache import colour_table
-from utils.errors import BadInputError
+from utils.script.errors import BadInputError
 from datasets.echonet import NORMALISED, shifted_crop
 
 from conftest import OFFICIAL_STARTS, SAMPLES, read_all_frames

@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from models import get_feature_extractor, uniformer_tiny
 from models.uniformer import DEPTHWISE_CHOICES, DepthwiseConv3d
-from utils.options import DEPTHWISE
+from utils.script.options import DEPTHWISE
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 

@@ -1,4 +1,4 @@
-"""utils.distributed: single-process behaviour, and a real 2-process gloo run checked against
+"""utils.engine.distributed: single-process behaviour, and a real 2-process gloo run checked against
 one process on the whole batch. Run as a script, this file is the worker of that 2-process run."""
 import os
 import subprocess
@@ -14,7 +14,7 @@ if str(REPO_ROOT) not in sys.path:  # the worker runs as a plain script
 
 from conftest import free_port  # noqa: E402
 from losses import RnCLoss  # noqa: E402
-from utils import distributed  # noqa: E402
+from utils.engine import distributed  # noqa: E402
 
 GLOBAL_BS, IN_DIM, FEAT_DIM, WORLD = 16, 6, 4, 2
 TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK")

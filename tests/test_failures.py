@@ -20,13 +20,13 @@ from conftest import REPO_ROOT, TINY, run_script, signal_when_logged
 from datasets import EchoNet, EchoNetFixedClips
 from datasets import headers
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint, load_pretrained
-from utils.checkpoint import load_checkpoint, save_best
-from utils.cli import run_main
-from utils.distributed import init_distributed
-from utils.errors import BadInputError, MissingInputError
-from utils.evaluation import predict
-from utils.plots import embedding_map, embedding_maps, prediction_figure
-from utils.runtime import batches, make_loader
+from utils.files.checkpoint import load_checkpoint, save_best
+from utils.script.cli import run_main
+from utils.engine.distributed import init_distributed
+from utils.script.errors import BadInputError, MissingInputError
+from utils.evaluation.inference import predict
+from utils.pictures.plots import embedding_map, embedding_maps, prediction_figure
+from utils.engine.loaders import batches, make_loader
 
 
 def stage1_args(data, save_root, run_name="run", *extra):
@@ -253,7 +253,7 @@ def test_checkpoint_of_another_model_names_the_model_that_fits(tmp_path):
 def test_wandb_without_login_says_offline_in_one_log_line(tmp_path, monkeypatch, caplog):
     import argparse
 
-    from utils.wandb_logger import init_wandb
+    from utils.training.wandb_logger import init_wandb
 
     monkeypatch.delenv("WANDB_MODE", raising=False)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -314,8 +314,8 @@ def test_figures():
 
 
 def test_non_finite_predictions_are_one_user_error_not_a_scikit_learn_traceback():
-    from utils.errors import NonFiniteLossError
-    from utils.metrics import regression_metrics
+    from utils.script.errors import NonFiniteLossError
+    from utils.evaluation.metrics import regression_metrics
 
     with pytest.raises(NonFiniteLossError, match=r"^2 of 3 EF predictions are NaN or inf"):
         regression_metrics([50.0, float("nan"), float("inf")], [40.0, 50.0, 60.0])

@@ -20,10 +20,10 @@ import visualize
 from conftest import TINY
 from datasets import save_start_indexes
 from datasets.synthetic import make_synthetic_echonet
-from utils import plots
-from utils.checkpoint import load_checkpoint
-from utils.embeddings_file import load_embeddings
-from utils.metrics import regression_metrics
+from utils.pictures import plots
+from utils.files.checkpoint import load_checkpoint
+from utils.files.embeddings_file import load_embeddings
+from utils.evaluation.metrics import regression_metrics
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

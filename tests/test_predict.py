@@ -28,9 +28,9 @@ from datasets.video import decode_video, frame_count
 from models import get_feature_extractor, get_shallow_mlp_head
 from test_video_input import intersection, write_dicom, write_screen_recording
 from test_weights import fill_hub_cache
-from utils.checkpoint import save_best
-from utils.errors import BadInputError, MissingInputError
-from utils.metrics import regression_metrics
+from utils.files.checkpoint import save_best
+from utils.script.errors import BadInputError, MissingInputError
+from utils.evaluation.metrics import regression_metrics
 
 SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
 needs_samples = pytest.mark.skipif(not SAMPLE_VIDEOS, reason=f"EchoNet sample videos not found in {SAMPLES}")
@@ -122,7 +122,7 @@ def test_predict_gives_the_test_pipelines_clip_ef_on_echonet_samples(sample_runs
     table, clips = read_outputs(root / "ef.csv")
     assert list(table.columns) == predict.CSV_COLUMNS and list(clips.columns) == ["file", "clip_start", "ef"]
     assert sorted(table["file"].map(os.path.basename)) == sorted(grids)
-    pipeline = pd.read_csv(root / "test" / "predictions_all_clips.csv")  # EchoNetAllClips + utils.evaluation
+    pipeline = pd.read_csv(root / "test" / "predictions_all_clips.csv")  # EchoNetAllClips + utils.evaluation.inference
     clips["video"] = clips["file"].map(os.path.basename)
     merged = clips.merge(pipeline, on=["video", "clip_start"], how="outer", validate="one_to_one")
     assert len(merged) == len(clips) == len(pipeline) == sum(map(len, grids.values()))
@@ -139,7 +139,7 @@ def test_predict_gives_the_test_pipelines_clip_ef_on_echonet_samples(sample_runs
     assert EchoNetAllClips(SAMPLES, "test", FRAMES, FREQUENCY, STRIDE).clip_counts.tolist() == \
         [len(grids[name]) for name in sorted(grids)]
 
-    # the fixed-clip pass (utils.evaluation.predict on EchoNetTest, unchanged) at the last start
+    # the fixed-clip pass (utils.evaluation.inference.predict on EchoNetTest, unchanged) at the last start
     fixed = pd.read_csv(root / "test" / "predictions.csv")
     for _, row in fixed.iterrows():
         scored = clips[clips["video"] == row["video"]].set_index("clip_start")["ef"]

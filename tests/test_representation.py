@@ -7,8 +7,8 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
-import utils.plots as plots
-import utils.representation as rep
+import utils.pictures.plots as plots
+import utils.evaluation.representation as rep
 
 # Points on a line whose EF grows with the position; gaps grow too, so no distance ties.
 LINE_X = np.array([0.0, 1.0, 3.0, 6.0, 10.0, 15.0, 21.0])

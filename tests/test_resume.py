@@ -11,8 +11,8 @@ import torch
 
 import train_first_stage
 from conftest import REPO_ROOT, TINY, signal_when_logged
-from utils.checkpoint import load_checkpoint
-from utils.errors import MissingInputError, NonFiniteLossError
+from utils.files.checkpoint import load_checkpoint
+from utils.script.errors import MissingInputError, NonFiniteLossError
 
 
 def stage1_command(data, save_root, run_name, *extra):
@@ -109,9 +109,9 @@ def test_each_process_saves_and_restores_its_own_gpu_random_state(monkeypatch, t
     import logging
     from argparse import Namespace
 
-    from utils.distributed import DistInfo
-    from utils.run import Run
-    from utils.seed import get_rng_state, set_rng_state
+    from utils.engine.distributed import DistInfo
+    from utils.training.run import Run
+    from utils.engine.seed import get_rng_state, set_rng_state
 
     saved_by_gpu = {0: torch.tensor([10], dtype=torch.uint8), 1: torch.tensor([11], dtype=torch.uint8)}
     restored = {}

@@ -14,9 +14,9 @@ import transfer_learning
 from datasets.synthetic_transfer import make_synthetic_camus, make_synthetic_hmcqu
 from models import get_feature_extractor, get_shallow_mlp_head, uniformer_tiny
 from models.uniformer import UniFormer
-from utils.checkpoint import load_checkpoint, save_best
-from utils.cli import run_main
-from utils.errors import BadInputError
+from utils.files.checkpoint import load_checkpoint, save_best
+from utils.script.cli import run_main
+from utils.script.errors import BadInputError
 
 FAST = ["--model", "uniformer_tiny", "--frames", "4", "--frequency", "2", "--device", "cpu", "--num_workers", "0"]
 N_BRIGHT = 12  # patients of the CAMUS set the linear head must learn on (both views: 24 videos)

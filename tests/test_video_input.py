@@ -22,7 +22,7 @@ from pydicom.uid import (ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossles
 from datasets.any_video import (dicom_frame_rate, expand_inputs, find_moving_sector, load_echo_video,  # noqa: E402
                                 parse_crop, resample_frames)
 from datasets.video import decode_video  # noqa: E402
-from utils.errors import BadInputError, MissingInputError  # noqa: E402
+from utils.script.errors import BadInputError, MissingInputError  # noqa: E402
 
 SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "data" / "echonet_samples"
 SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))

@@ -14,18 +14,18 @@ import torch
 
 import models
 import train_first_stage
-import utils.plots as plots
+import utils.pictures.plots as plots
 import visualize
 from conftest import TINY, read_all_frames
 from datasets import EchoNetTest, decode_video, save_start_indexes
 from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
-from utils.checkpoint import save_best
-from utils.cli import run_main
-from utils.distributed import init_distributed
-from utils.embeddings_file import REQUIRED_META, load_embeddings, save_embeddings
-from utils.errors import BadInputError
-from utils.evaluation import predict
-from utils.representation import representation_metrics
+from utils.files.checkpoint import save_best
+from utils.script.cli import run_main
+from utils.engine.distributed import init_distributed
+from utils.files.embeddings_file import REQUIRED_META, load_embeddings, save_embeddings
+from utils.script.errors import BadInputError
+from utils.evaluation.inference import predict
+from utils.evaluation.representation import representation_metrics
 
 MODEL = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--device", "cpu"]
 EMBED = [*MODEL, "--num_workers", "0", "--batch_size", "4"]
@@ -34,7 +34,7 @@ METRICS = ("spearman", "knn_mae", "bin_ratio")
 
 
 def fake_projection(calls):
-    """utils.plots.project without t-SNE / UMAP (UMAP alone costs ~12 s of numba compilation)."""
+    """utils.pictures.plots.project without t-SNE / UMAP (UMAP alone costs ~12 s of numba compilation)."""
     def project(embeddings, method="tsne", seed=None):
         calls.append(method)
         return np.asarray(embeddings, dtype=float)[:, :2]

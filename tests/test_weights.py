@@ -1,4 +1,4 @@
-"""utils.weights: plain paths, hf:// specs resolved from a pre-filled hub cache offline, and the
+"""utils.files.weights: plain paths, hf:// specs resolved from a pre-filled hub cache offline, and the
 one-line errors. No network: every hf:// lookup runs with HF_HUB_OFFLINE=1."""
 import os
 import subprocess
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from utils.errors import BadInputError, MissingInputError
-from utils.weights import parse_hf_spec, resolve_weights, weights_label
+from utils.script.errors import BadInputError, MissingInputError
+from utils.files.weights import parse_hf_spec, resolve_weights, weights_label
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMMIT = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex commit id
@@ -88,7 +88,7 @@ def test_hf_spec_honours_environment_variables(tmp_path):
     """HF_HUB_CACHE and HF_HUB_OFFLINE set in the environment alone (fresh interpreter)."""
     cached = fill_hub_cache(tmp_path / "hub", "me/coreecho", "best.pth", b"ok")
     env = dict(os.environ, HF_HUB_CACHE=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); from utils.weights import resolve_weights; "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from utils.files.weights import resolve_weights; "
             "print(resolve_weights('hf://me/coreecho/best.pth'))")
     result = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT)], env=env, capture_output=True,
                             text=True, timeout=60)

@@ -1,7 +1,7 @@
 """Weights by name: a local path, or `hf://OWNER/REPO/FILE` on the Hugging Face hub.
 
 `resolve_weights(spec)` only finds the file and returns its local path; loading stays with
-`utils.checkpoint.load_checkpoint` (torch.load with weights_only=True).
+`utils.files.checkpoint.load_checkpoint` (torch.load with weights_only=True).
 
 - A plain path is returned unchanged if it is a file.
 - `hf://OWNER/REPO/FILE` (FILE may hold '/', e.g. `hf://me/coreecho/runs/best.pth`; a revision
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from utils.errors import BadInputError, MissingInputError
+from utils.script.errors import BadInputError, MissingInputError
 
 HF_PREFIX = "hf://"
 _TRUE = {"1", "true", "yes", "on"}

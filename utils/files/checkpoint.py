@@ -11,8 +11,8 @@ import pickle
 
 import torch
 
-from utils.errors import BadInputError, MissingInputError
-from utils.io import atomic_torch_save
+from utils.script.errors import BadInputError, MissingInputError
+from utils.files.atomic import atomic_torch_save
 
 # The only non-tensor type the released format holds is the argparse Namespace of options.
 SAFE_GLOBALS = [argparse.Namespace]

@@ -12,7 +12,7 @@ A NumPy .npz archive (np.load(path) reads it; nothing in it needs pickle) with f
   the grid of datasets.clip_grid), and whatever else the writer adds (model, n_clips, clip_stride,
   start_indexes, written_by, ...).
 
-Files are written atomically (utils.io.atomic_open). A file that is not such an archive, lacks an array
+Files are written atomically (utils.files.atomic.atomic_open). A file that is not such an archive, lacks an array
 or a meta key, or holds arrays of inconsistent lengths is refused with one line naming the file and key.
 """
 import json
@@ -21,8 +21,8 @@ import zipfile
 
 import numpy as np
 
-from utils.errors import BadInputError, MissingInputError
-from utils.io import atomic_open
+from utils.script.errors import BadInputError, MissingInputError
+from utils.files.atomic import atomic_open
 
 FORMAT_VERSION = 1
 ARRAYS = ("names", "ef", "embeddings", "predictions", "meta")

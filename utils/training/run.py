@@ -28,20 +28,21 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from utils.checkpoint import load_checkpoint, load_state_dict_strict, save_best, save_last
-from utils.cli import on_interrupt
-from utils.distributed import barrier, broadcast_buffers, cleanup, gather_objects, init_distributed
-from utils.errors import BadInputError, MissingInputError, NonFiniteLossError, OutputError
-from utils.evaluation import evaluate
-from utils.io import atomic_copy, atomic_write_json, check_writable_folder
-from utils.log import FILE_ONLY, setup_logger
-from utils.metrics import format_metrics
-from utils.options import run_name
-from utils.plots import embedding_map, embedding_maps, save_figure
-from utils.representation import format_representation_metrics, representation_metrics
-from utils.runtime import amp_dtype, batches, make_loader
-from utils.seed import get_rng_state, set_rng_state, set_seed
-from utils.wandb_logger import init_wandb, log_images
+from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, save_best, save_last
+from utils.script.cli import on_interrupt
+from utils.engine.distributed import barrier, broadcast_buffers, cleanup, gather_objects, init_distributed
+from utils.script.errors import BadInputError, MissingInputError, NonFiniteLossError, OutputError
+from utils.evaluation.inference import evaluate
+from utils.files.atomic import atomic_copy, atomic_write_json, check_writable_folder
+from utils.script.log import FILE_ONLY, setup_logger
+from utils.evaluation.metrics import format_metrics
+from utils.script.options import run_name
+from utils.pictures.plots import embedding_map, embedding_maps, save_figure
+from utils.evaluation.representation import format_representation_metrics, representation_metrics
+from utils.engine.amp import amp_dtype
+from utils.engine.loaders import batches, make_loader
+from utils.engine.seed import get_rng_state, set_rng_state, set_seed
+from utils.training.wandb_logger import init_wandb, log_images
 
 
 # Options that shape a run's results: a resume with others still works, with a warning (--epochs may change).
@@ -134,7 +135,7 @@ class Run:
         """Join the process group (under torchrun), seed, make the run folder, open the log and wandb.
 
         Optional, for runs that are not a training stage: `name` and `folder` replace the released run name
-        and SAVE_ROOT/<name>; `log` is an open logger (utils.log.setup_logger) to write to instead of opening
+        and SAVE_ROOT/<name>; `log` is an open logger (utils.script.log.setup_logger) to write to instead of opening
         FOLDER/training.log, e.g. one log for several runs (the caller then logs the options itself)."""
         dist = init_distributed(opt.device)
         set_seed(opt.trial, opt.deterministic)

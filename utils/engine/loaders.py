@@ -1,38 +1,9 @@
-"""Device, mixed precision and data-loader plumbing shared by the three scripts."""
-import contextlib
-
+"""Data loaders whose batches depend only on (seed, epoch), and iteration that turns a worker's user error
+into one line."""
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from utils.errors import UserError
-
-AMP_CHOICES = ("auto", "none", "bf16", "fp16")
-
-
-def amp_dtype(amp, device):
-    """'auto' means bf16 on GPUs with native bf16 (compute capability 8.0+: A100, H100, RTX 30xx...), fp32
-    elsewhere: pre-Ampere GPUs only emulate bf16 (slowly) and CPU autocast is slow."""
-    if amp == "auto":
-        return torch.bfloat16 if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 8 else None
-    return {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}[amp]
-
-
-def autocast(device, dtype):
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype)
-
-
-def grad_scaler(device, dtype):
-    """Loss scaling is needed for fp16 only; disabled scalers are no-ops."""
-    return torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-
-
-def prepare_batch(images, device, channels_last):
-    images = images.to(device, non_blocking=True)
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last_3d)
-    return images
+from utils.script.errors import UserError
 
 
 def make_loader(dataset, batch_size, num_workers, dist, shuffle, drop_last, seed=0, prefetch_factor=2):
@@ -70,8 +41,3 @@ def batches(loader):
                 last = last.split(f"{type(e).__name__}: ", 1)[1]
             raise type(e)(f"data loading failed: {last}") from e
         yield batch
-
-
-def cuda_oom_hint(error):
-    return (f"CUDA out of memory ({str(error).splitlines()[0][:120]}). Lower --batch_size (it is per GPU), "
-            "use --amp bf16/fp16, --frames, or add GPUs with torchrun.")

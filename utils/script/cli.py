@@ -13,9 +13,8 @@ import sys
 
 import torch
 
-from utils.errors import UserError
-from utils.log import log_to_files
-from utils.runtime import cuda_oom_hint
+from utils.script.errors import UserError
+from utils.script.log import log_to_files
 
 _interrupt_message = None
 
@@ -58,3 +57,8 @@ def run_main(main):
     finally:
         if signal.getsignal(signal.SIGINT) is _first_interrupt:  # no Ctrl-C came: put the old handler back
             signal.signal(signal.SIGINT, previous)
+
+
+def cuda_oom_hint(error):
+    return (f"CUDA out of memory ({str(error).splitlines()[0][:120]}). Lower --batch_size (it is per GPU), "
+            "use --amp bf16/fp16, --frames, or add GPUs with torchrun.")

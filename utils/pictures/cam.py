@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from utils.io import atomic_open
-from utils.plots import cam_strip_figure, save_figure
+from utils.files.atomic import atomic_open
+from utils.pictures.plots import cam_strip_figure, save_figure
 
 UNIFORMER_STRIDE = 32  # pixels per cell of UniFormer's last stage (patch embeddings 4 * 2 * 2 * 2)
 # Tried in order; the first that this OpenCV build can open is used, else an animated GIF (Pillow).

@@ -4,10 +4,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from utils.checkpoint import unwrap
-from utils.distributed import gather_objects
-from utils.metrics import regression_metrics
-from utils.runtime import autocast, batches, prepare_batch
+from utils.files.checkpoint import unwrap
+from utils.engine.distributed import gather_objects
+from utils.evaluation.metrics import regression_metrics
+from utils.engine.amp import autocast, prepare_batch
+from utils.engine.loaders import batches
 
 
 @torch.no_grad()

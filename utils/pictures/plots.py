@@ -10,8 +10,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.colors import Normalize  # noqa: E402
 
-from utils.io import atomic_open  # noqa: E402
-from utils.metrics import regression_metrics  # noqa: E402
+from utils.files.atomic import atomic_open  # noqa: E402
+from utils.evaluation.metrics import regression_metrics  # noqa: E402
 
 METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
 # The released scripts' settings: t-SNE perplexity 5 and seed 7, UMAP 5 neighbours, random init, seed 0.

@@ -1,7 +1,7 @@
 """EF regression metrics: MAE, RMSE and R² (scikit-learn), as reported in the paper."""
 import numpy as np
 
-from utils.errors import NonFiniteLossError
+from utils.script.errors import NonFiniteLossError
 
 
 def regression_metrics(predictions, labels):

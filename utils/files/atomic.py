@@ -19,7 +19,7 @@ import tempfile
 
 import torch
 
-from utils.errors import OutputError
+from utils.script.errors import OutputError
 
 _REASONS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
             errno.EACCES: "permission denied", errno.EPERM: "permission denied",

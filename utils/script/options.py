@@ -5,8 +5,8 @@ import argparse
 import copy
 import math
 
-from utils.runtime import AMP_CHOICES
 
+AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 MODELS = ("uniformer_small", "uniformer_base", "uniformer_tiny")
 DEPTHWISE = ("conv3d", "conv2d", "auto")  # models.uniformer.DEPTHWISE_CHOICES (utils does not import models)
 

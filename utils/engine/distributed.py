@@ -6,7 +6,7 @@ import torch
 import torch.distributed as dist
 import torch.distributed.nn.functional as dist_fn
 
-from utils.errors import BadInputError
+from utils.script.errors import BadInputError
 
 
 @dataclass

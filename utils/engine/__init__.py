@@ -1,0 +1,2 @@
+"""How PyTorch runs: processes and devices under torchrun (`distributed`), mixed precision (`amp`), data loaders
+whose batches do not depend on the number of workers (`loaders`), seeds and RNG snapshots (`seed`)."""
