@@ -31,17 +31,16 @@ from torch.utils.data import DataLoader
 
 from datasets.any_video import DEFAULT_FPS, expand_inputs, parse_crop
 from datasets.clip_grid import VideoFileClips, default_clip_stride, keep_item
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from models import build_model
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import init_distributed
 from utils.script.errors import BadInputError
-from utils.evaluation.inference import embed_clips
+from utils.evaluation.inference import infer_videos
 from utils.files.atomic import atomic_open, check_writable_folder
 from utils.script.log import setup_logger
 from utils.script.options import add_model_args, parser_with_defaults, positive_int
 from utils.pictures.plots import save_figure, video_ef_figure
 from utils.engine.amp import amp_dtype
-from utils.files.weights import resolve_weights
 
 PREVIEW_FRAMES = 4  # frames shown under the EF curve of --plot
 CSV_COLUMNS = ["file", "ef", "ef_std", "n_clips", "n_frames", "fps", "fps_used", "crop", "error", "notes"]
@@ -93,10 +92,9 @@ def main(argv=None):
     if os.path.isdir(opt.output):
         raise BadInputError(f"--output {opt.output} is a folder; give the CSV file to write, e.g. "
                             f"{os.path.join(opt.output, 'ef.csv')}")
-    weights = resolve_weights(opt.pretrained_weights)
-    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-    regressor = get_shallow_mlp_head(model.head.in_features, 1)
-    checkpoint = load_coreecho_checkpoint(weights, model, regressor)
+    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
+                                            depthwise=opt.depthwise)
+    checkpoint = weights.content
 
     out_csv = os.path.abspath(opt.output)
     stem = out_csv[:-len(".csv")] if out_csv.lower().endswith(".csv") else out_csv
@@ -108,7 +106,7 @@ def main(argv=None):
     model, regressor = model.to(dist.device).eval(), regressor.to(dist.device).eval()
     if opt.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    source = "" if weights == opt.pretrained_weights else f" ({weights})"
+    source = "" if weights.path == opt.pretrained_weights else f" ({weights.path})"
     log.info(f"Checkpoint {opt.pretrained_weights}{source}, epoch {checkpoint.get('epoch')}, {opt.model}; "
              f"device {dist.device}, AMP {amp or 'off (fp32)'}")
     trained = checkpoint.get("opt")
@@ -128,7 +126,7 @@ def main(argv=None):
     # --plot: name each PNG by the file's path below the inputs' common folder, so names never collide
     common = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in videos])
 
-    rows, clip_rows, pending = [], [], []
+    rows, clip_rows = [], []
     on_interrupt(lambda: f"interrupted after {len(rows)} of {len(videos)} videos; {opt.output} was not written; "
                          "rerun the same command")
 
@@ -159,29 +157,11 @@ def main(argv=None):
             save_figure(video_ef_figure(starts, ef, item["preview"].numpy(), item["preview_indexes"].numpy(),
                                         title=os.path.basename(path)), os.path.join(opt.plot, name))
 
-    def flush():
-        """All clips of the pending videos through the model (GPU: --batch_size clips per forward)."""
-        clips = torch.cat([item["image"] for item in pending])
-        clip_ef = np.zeros(0)
-        if len(clips):
-            with torch.no_grad():
-                embeddings = embed_clips(model, clips, dist.device, amp, opt.channels_last, gpu_batch=opt.batch_size)
-                clip_ef = regressor(embeddings).float().view(-1).cpu().numpy()
-        begin = 0
-        for item in pending:
-            end = begin + len(item["image"])
-            finish(item, clip_ef[begin:end])
-            begin = end
-        pending.clear()
-
     start = time.perf_counter()
-    # GPU: gather the clips of several videos for one forward; CPU: one video at a time
-    for item in loader:
-        pending.append(item)
-        if dist.device.type != "cuda" or sum(len(p["image"]) for p in pending) >= opt.batch_size:
-            flush()
-    if pending:
-        flush()
+    # GPU: the clips of several videos in one forward (--batch_size clips); CPU: one video at a time
+    for item, _, clip_ef in infer_videos(model, loader, dist.device, regressor, amp, opt.channels_last,
+                                         max_clips=opt.batch_size):
+        finish(item, clip_ef)
     seconds = time.perf_counter() - start
 
     table = pd.DataFrame(rows, columns=CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})

@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from datasets import EchoNetTest, save_start_indexes
 from datasets.clip_grid import EchoNetAllClips
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from models import build_model
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import cleanup, init_distributed
 from utils.files.embeddings_file import save_embeddings
@@ -75,9 +75,9 @@ def main(argv=None):
                           n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
     all_clips = None if opt.clips == "three" else EchoNetAllClips(
         opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride, cache_dir=opt.cache_dir)
-    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-    regressor = get_shallow_mlp_head(model.head.in_features, 1)
-    checkpoint = load_coreecho_checkpoint(opt.pretrained_weights, model, regressor)
+    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
+                                            depthwise=opt.depthwise)
+    checkpoint = weights.content
 
     out_dir = os.path.dirname(os.path.abspath(opt.path_save_test_files))
     if dist.is_main:
@@ -100,15 +100,15 @@ def main(argv=None):
                          "no result file was written; rerun the same command")
 
     def test_progress(iterable, total):
-        for batch in tqdm(iterable, total=total, desc="test", disable=None if dist.is_main else True):
-            yield batch
-            done["videos"] += len(batch["name"])
+        for video in tqdm(iterable, total=total, desc="test", disable=None if dist.is_main else True):
+            yield video
+            done["videos"] += 1
 
     def all_clips_progress(iterable, total):
         done["videos"], done["pass"] = 0, "the all-clips pass"
-        for batch in tqdm(iterable, total=total, desc="all clips", disable=None if dist.is_main else True):
-            yield batch
-            done["videos"] += len(batch["name"])
+        for video in tqdm(iterable, total=total, desc="all clips", disable=None if dist.is_main else True):
+            yield video
+            done["videos"] += 1
 
     start = time.perf_counter()
     result = predict(model, regressor, dataset, dist, batch_size=opt.batch_size, num_workers=opt.num_workers, amp=amp,

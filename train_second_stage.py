@@ -10,7 +10,7 @@ import functools
 import torch
 
 from datasets import EchoNet, EchoNetFixedClips
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from models import build_model
 from utils.script.cli import run_main
 from utils.engine.distributed import wrap_ddp
 from utils.script.options import training_parser
@@ -32,9 +32,9 @@ def main(argv=None):
     val_set = fixed_clips("val")
     test_set = fixed_clips("test")  # scored by the final report: its videos are checked now
     # model: frozen stage-1 encoder, trainable regressor (both loaded from the stage-1 checkpoint)
-    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-    regressor = get_shallow_mlp_head(model.head.in_features, 1)
-    checkpoint = load_coreecho_checkpoint(opt.pretrained_weights, model, regressor)
+    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
+                                            depthwise=opt.depthwise)
+    checkpoint = weights.content
 
     run = Run.start(opt, stage=2)
     loader = run.loader(train_set)

@@ -72,12 +72,12 @@ from datasets.cache import read_cache_entry
 from datasets.clip_grid import clip_grid, cut_clips, default_clip_stride, keep_item
 from datasets.echonet import PAD, num_starts
 from datasets.video import SIZE
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from models import build_model, get_feature_extractor, get_shallow_mlp_head
 from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, strip_module_prefix, unwrap
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import barrier, cleanup, init_distributed, wrap_ddp
 from utils.script.errors import BadInputError
-from utils.evaluation.inference import embed_clips, predict_variable_clips
+from utils.evaluation.inference import infer_videos, predict_variable_clips
 from utils.evaluation.folds import CAMUS_FOLDS, HMCQU_FOLDS, contiguous_folds, sample_indices, stratified_folds
 from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_text, check_writable_folder
 from utils.script.log import FILE_ONLY, setup_logger
@@ -429,12 +429,7 @@ def build_encoder(checkpoint, opt):
     """The UniFormer with the checkpoint's weights (its 1-output head is not used here)."""
     if checkpoint.kind == "none":
         set_seed(opt.seed)  # the same random weights in every mode and fold
-        return get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-    if checkpoint.kind == "kinetics400":
-        return get_feature_extractor(opt.model, checkpoint.path, depthwise=opt.depthwise)
-    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-    load_coreecho_checkpoint(checkpoint.path, model, get_shallow_mlp_head(model.head.in_features, 1))
-    return model
+    return build_model(opt.model, checkpoint.path or None, depthwise=opt.depthwise)[0]
 
 
 # ---------------------------------------------------------------- frozen encoder: cached clip embeddings
@@ -463,30 +458,16 @@ def embed_videos(checkpoint, videos, opt, device, amp, cache_dir, log):
             model = model.to(memory_format=torch.channels_last_3d)
         loader = DataLoader(VideoClips([videos[i] for i in missing], opt, Path(cache_dir) / "frames"),
                             batch_size=None, num_workers=opt.num_workers, collate_fn=keep_item)
-        pending, done, start = [], 0, time.perf_counter()
-
-        def flush():  # all clips of the pending videos (GPU: up to --batch_size clips per forward)
-            nonlocal done
-            reported = done // 50
-            embeddings = embed_clips(model, torch.cat([item["image"] for item in pending]), device, amp,
-                                     opt.channels_last, gpu_batch=opt.batch_size).cpu().numpy()
-            begin = 0
-            for item in pending:
-                end = begin + len(item["image"])
-                with atomic_open(paths[missing[item["index"]]], "wb", fsync=False) as f:  # a lost entry is redone
-                    np.save(f, embeddings[begin:end])
-                begin, done = end, done + 1
-            pending.clear()
-            if done // 50 > reported or done == len(missing):
+        start = time.perf_counter()
+        # GPU: the clips of several videos per forward (--batch_size clips); CPU: one video at a time
+        for done, (item, embeddings, _) in enumerate(infer_videos(model, batches(loader), device, amp=amp,
+                                                                  channels_last=opt.channels_last,
+                                                                  max_clips=opt.batch_size), start=1):
+            with atomic_open(paths[missing[item["index"]]], "wb", fsync=False) as f:  # a lost entry is redone
+                np.save(f, embeddings)
+            if done % 50 == 0 or done == len(missing):
                 log.info(f"  {done}/{len(missing)} videos embedded ({done / (time.perf_counter() - start):.2f} "
                          "videos/s)")
-
-        for item in batches(loader):
-            pending.append(item)
-            if device.type != "cuda" or sum(len(p["image"]) for p in pending) >= opt.batch_size:
-                flush()
-        if pending:
-            flush()
         del model
     return [entry if entry is not None else np.load(path) for entry, path in zip(cached, paths)], len(missing)
 

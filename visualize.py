@@ -43,7 +43,7 @@ from datasets.echonet import denormalise
 from datasets.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
 from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from models import build_model, load_weights, read_weights
 from utils.pictures.cam import grad_cam, save_cam_strip, write_cam_video
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import init_distributed
@@ -188,10 +188,10 @@ def embeddings_main(opt):
         else:
             dataset = EchoNetAllClips(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride,
                                       cache_dir=opt.cache_dir)
-        model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-        regressor = get_shallow_mlp_head(model.head.in_features, 1)
-        for path in checkpoints:  # each one fits the model (or names the --model that fits it)
-            load_coreecho_checkpoint(path, model, regressor)
+        model, regressor, _ = build_model(opt.model, None, depthwise=opt.depthwise)
+        weights = {path: read_weights(path) for path in checkpoints}
+        for path in checkpoints:  # each one is a CoReEcho checkpoint that fits the model (or names the --model)
+            build_model(opt.model, weights[path], kinds=("coreecho",), depthwise=opt.depthwise)
         model, regressor = model.to(dist.device), regressor.to(dist.device)
         if opt.channels_last:
             model = model.to(memory_format=torch.channels_last_3d)
@@ -220,7 +220,8 @@ def embeddings_main(opt):
                      f"{meta['clips']} clips of {meta['frames']} frames every {meta['frequency']}; checkpoint "
                      f"{meta['checkpoint']})")
         else:
-            checkpoint = load_coreecho_checkpoint(path, model, regressor)
+            load_weights(model, regressor, weights[path])
+            checkpoint = weights[path].content
             trained = checkpoint.get("opt")  # last.pth keeps the training options, best.pth does not
             trained_clip = (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency))
             if trained_clip != (opt.frames, opt.frequency):
@@ -309,9 +310,9 @@ def cam_main(opt):
     crop = parse_crop(opt.crop)
     # inputs and weights first: a wrong path fails here, before anything is written
     videos = expand_inputs(opt.inputs)
-    model = get_feature_extractor(opt.model, None, depthwise=opt.depthwise)
-    regressor = get_shallow_mlp_head(model.head.in_features, 1)
-    checkpoint = load_coreecho_checkpoint(opt.pretrained_weights, model, regressor)
+    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
+                                            depthwise=opt.depthwise)
+    checkpoint = weights.content
     model, regressor = model.to(dist.device), regressor.to(dist.device)
 
     check_writable_folder(opt.output_dir)

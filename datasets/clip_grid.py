@@ -13,7 +13,7 @@ stride S misses it, so the end of the video is always covered. S defaults to fra
 - `VideoFileClips`: any video files (datasets.any_video.load_echo_video) -> all grid clips per
   file; a file that cannot be read gives an item with its one-line error instead of clips.
 - `EchoNetAllClips`: the EchoNet split with every video's grid starts (a variable number of clips
-  per video; batch it with utils.evaluation.inference.concat_clips).
+  per video; utils.evaluation.inference takes one video per item).
 """
 from __future__ import annotations
 
@@ -136,7 +136,7 @@ def keep_item(item):
 class EchoNetAllClips(EchoNetFixedClips):
     """An EchoNet split with every video's grid starts (see `clip_grid`): dict(name, image
     [n_clips, 3, frames, 112, 112], starts [n_clips], label, ef), n_clips varying per video
-    (`self.clip_counts`; `self.n_clips` is None). Batch with utils.evaluation.inference.concat_clips."""
+    (`self.clip_counts`; `self.n_clips` is None)."""
 
     def __init__(self, root, split: str = "test", frames: int = 16, frequency: int = 2,
                  clip_stride: int | None = None, cache_dir=None, max_frames: int = 250):

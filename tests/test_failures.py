@@ -19,7 +19,7 @@ import train_first_stage
 from conftest import REPO_ROOT, TINY, run_script, signal_when_logged
 from datasets import EchoNet, EchoNetFixedClips
 from datasets import headers
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint, load_pretrained
+from models import build_model, get_feature_extractor, get_shallow_mlp_head, load_pretrained
 from utils.files.checkpoint import load_checkpoint, save_best
 from utils.script.cli import run_main
 from utils.engine.distributed import init_distributed
@@ -111,7 +111,7 @@ def test_ctrl_c_during_the_test_writes_nothing(echonet, tmp_path, monkeypatch, c
     save_best(tmp_path / "best.pth", model, get_shallow_mlp_head(128), 0, 1.0)
 
     def interrupted_predict(*args, progress, **kwargs):
-        for _ in progress(iter([{"name": ["a.avi", "b.avi"]}]), 2):
+        for _ in progress(iter([{"name": "a.avi"}, {"name": "b.avi"}]), 2):
             os.kill(os.getpid(), signal.SIGINT)  # a real Ctrl-C, through the script's handler
             time.sleep(1)
 
@@ -241,10 +241,9 @@ def test_not_a_checkpoint_says_so(tmp_path):
 def test_checkpoint_of_another_model_names_the_model_that_fits(tmp_path):
     tiny = get_feature_extractor("uniformer_tiny")
     save_best(tmp_path / "tiny.pth", tiny, get_shallow_mlp_head(128), 0, 1.0)
-    small = get_feature_extractor("uniformer_small")
     with pytest.raises(BadInputError, match=r"do not fit.*; these are uniformer_tiny weights: use --model "
                                             r"uniformer_tiny$"):
-        load_coreecho_checkpoint(tmp_path / "tiny.pth", small, get_shallow_mlp_head(512))
+        build_model("uniformer_small", tmp_path / "tiny.pth")
     torch.save(tiny.state_dict(), tmp_path / "tiny_encoder.pth")
     with pytest.raises(BadInputError, match="use --model uniformer_tiny$"):
         load_pretrained(get_feature_extractor("uniformer_small"), tmp_path / "tiny_encoder.pth")

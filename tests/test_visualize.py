@@ -18,7 +18,7 @@ import utils.pictures.plots as plots
 import visualize
 from conftest import TINY, read_all_frames
 from datasets import EchoNetTest, decode_video, save_start_indexes
-from models import get_feature_extractor, get_shallow_mlp_head, load_coreecho_checkpoint
+from models import build_model, get_feature_extractor, get_shallow_mlp_head
 from utils.files.checkpoint import save_best
 from utils.script.cli import run_main
 from utils.engine.distributed import init_distributed
@@ -123,7 +123,7 @@ def test_saved_embeddings_are_shown_without_any_forward_pass(visualized, tmp_pat
     def forbidden(*args, **kwargs):
         raise AssertionError("--embeddings must not build, load or run a model, nor read videos")
 
-    for name in ("predict", "predict_variable_clips", "get_feature_extractor", "load_coreecho_checkpoint",
+    for name in ("predict", "predict_variable_clips", "build_model", "read_weights", "load_weights",
                  "EchoNetTest", "EchoNetAllClips"):
         monkeypatch.setattr(visualize, name, forbidden)
     monkeypatch.setattr(models.UniFormer, "forward", forbidden)
@@ -206,8 +206,7 @@ def test_cam_writes_video_and_strip_from_the_test_pipelines_clip(checkpoints, ec
     # The EchoNet AVI is cut exactly as the test pipeline cuts it, and gets the EF the test scores for that clip.
     save_start_indexes({name: [4] for name in test_set.vnames}, tmp_path / "starts.json")
     at_4 = EchoNetTest(echonet, "test", 8, 2, tmp_path / "starts.json")
-    model, regressor = get_feature_extractor("uniformer_tiny"), get_shallow_mlp_head(128, 1)
-    load_coreecho_checkpoint(trained, model, regressor)
+    model, regressor, _ = build_model("uniformer_tiny", trained)
     scored = predict(model, regressor, torch.utils.data.Subset(at_4, [0]), init_distributed("cpu"))
     clip, _, _ = maps[names.index(avi.name)]
     assert torch.equal(clip, at_4[0]["image"][0])

@@ -1,14 +1,17 @@
-"""Inference over multi-clip datasets: one decode per video, all its clips through the model at once,
-many videos per batch, and (under torchrun) every video scored exactly once across the ranks."""
+"""Inference over videos: every clip of a video through the model, many videos per forward on a GPU, one
+clip at a time on a CPU, and (under torchrun) every video of a dataset scored exactly once across the ranks.
+
+`infer_videos` is the one loop that every script scoring videos uses (predict.py, transfer_learning.py,
+visualize.py, the test script and the training stages' validation through `predict`)."""
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
 
-from utils.files.checkpoint import unwrap
-from utils.engine.distributed import gather_objects
-from utils.evaluation.metrics import regression_metrics
 from utils.engine.amp import autocast, prepare_batch
+from utils.engine.distributed import gather_objects
 from utils.engine.loaders import batches
+from utils.evaluation.metrics import regression_metrics
+from utils.files.checkpoint import unwrap
 
 
 @torch.no_grad()
@@ -22,44 +25,61 @@ def embed_clips(model, clips, device, amp=None, channels_last=False, gpu_batch=N
         return torch.cat([model(part)[1].float() for part in clips.split(max(1, chunk))])
 
 
-def concat_clips(items):
-    """DataLoader collate for items with a varying number of clips: image [total clips, 3, T, H, W] and
-    starts [total clips] concatenated, clip_counts [n_videos] to split them again, name, label [n_videos, 1]."""
-    return {"name": [item["name"] for item in items],
-            "image": torch.cat([item["image"] for item in items]),
-            "starts": torch.cat([item["starts"] for item in items]),
-            "clip_counts": torch.tensor([len(item["image"]) for item in items], dtype=torch.int64),
-            "label": torch.stack([item["label"] for item in items])}
+def _groups(items, device, max_clips=None, max_videos=None):
+    """Video items in groups for one forward: on a CPU one video a group; on a GPU until a group holds
+    `max_clips` clips or `max_videos` videos."""
+    group = []
+    for item in items:
+        group.append(item)
+        if device.type != "cuda" or (max_clips and sum(len(g["image"]) for g in group) >= max_clips) \
+                or (max_videos and len(group) >= max_videos):
+            yield group
+            group = []
+    if group:
+        yield group
 
 
-def _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress,
-                  collate_fn=None):
+@torch.no_grad()
+def infer_videos(model, items, device, regressor=None, amp=None, channels_last=False, max_clips=None,
+                 max_videos=None):
+    """For every video item (a dict whose 'image' holds its clips [n_clips, 3, T, H, W]; n_clips may be 0),
+    in order: (item, clip embeddings float32 [n_clips, d], regressor outputs float32 [n_clips] or None).
+    The model (and regressor) must be in eval mode on `device`."""
+    for group in _groups(items, device, max_clips, max_videos):
+        clips = torch.cat([item["image"] for item in group])
+        if len(clips):
+            embeddings = embed_clips(model, clips, device, amp, channels_last, gpu_batch=max_clips)
+            outputs = None if regressor is None else regressor(embeddings).float().view(-1).cpu().numpy()
+            embeddings = embeddings.cpu().numpy()
+        begin = 0
+        for item in group:
+            end = begin + len(item["image"])
+            if begin == end:  # no clip at all (a video that could not be read)
+                yield item, np.zeros((0, 0), np.float32), None if regressor is None else np.zeros(0, np.float32)
+            else:
+                yield item, embeddings[begin:end], None if regressor is None else outputs[begin:end]
+            begin = end
+
+
+def _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress):
     """Rows (index, name, label, clip predictions [n_clips], clip embeddings [n_clips, d], starts [n_clips])
-    of every video of `dataset`, in dataset order, gathered from all ranks."""
+    of every video of `dataset`, in dataset order, gathered from all ranks. On a GPU `batch_size` videos
+    (all their clips) go through the model at once."""
     model, regressor = unwrap(model).eval(), unwrap(regressor).eval()
     # Ranks take interleaved videos without padding, so nothing is duplicated or dropped.
     my_indices = list(range(dist.rank, len(dataset), dist.world_size))
-    # Own generator: the workers' base seed is not drawn from the global RNG (see runtime.make_loader).
-    loader = DataLoader(Subset(dataset, my_indices), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=dist.device.type == "cuda",
-                        generator=torch.Generator().manual_seed(0), collate_fn=collate_fn)
+    # One video per item (any number of clips). Own generator: the workers' base seed is not drawn from the
+    # global RNG (see engine.loaders.make_loader).
+    loader = DataLoader(Subset(dataset, my_indices), batch_size=None, shuffle=False, num_workers=num_workers,
+                        pin_memory=dist.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+    items = batches(loader)
+    items = progress(items, total=len(loader)) if progress else items
     rows = []
-    iterator = batches(loader)
-    for batch in (progress(iterator, total=len(loader)) if progress else iterator):
-        images = batch["image"]
-        if "clip_counts" in batch:  # clips of all videos concatenated
-            counts = batch["clip_counts"].tolist()
-        else:  # [n_videos, n_clips, 3, T, H, W]
-            counts = [images.shape[1]] * images.shape[0]
-            images = images.flatten(0, 1)
-        embeddings = embed_clips(model, images, dist.device, amp, channels_last)
-        clip_predictions = regressor(embeddings).float().view(-1).cpu().numpy()
-        embeddings = embeddings.cpu().numpy()
-        starts = batch["starts"].cpu().numpy().reshape(-1) if "starts" in batch else np.full(len(images), -1)
-        ends = np.cumsum(counts)
-        for i, (begin, end) in enumerate(zip(ends - counts, ends)):
-            rows.append((my_indices[len(rows)], batch["name"][i], float(batch["label"][i].reshape(-1)[0]),
-                         clip_predictions[begin:end], embeddings[begin:end], starts[begin:end]))
+    for item, embeddings, clip_predictions in infer_videos(model, items, dist.device, regressor, amp, channels_last,
+                                                          max_videos=batch_size):
+        starts = item["starts"].numpy().reshape(-1) if "starts" in item else np.full(len(embeddings), -1)
+        rows.append((my_indices[len(rows)], item["name"], float(torch.as_tensor(item["label"]).reshape(-1)[0]),
+                     clip_predictions, embeddings, starts))
 
     rows = sorted((row for rank_rows in gather_objects(rows) for row in rank_rows), key=lambda row: row[0])
     if [row[0] for row in rows] != list(range(len(dataset))):
@@ -67,10 +87,10 @@ def _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp,
     return rows
 
 
-@torch.no_grad()
 def predict(model, regressor, dataset, dist, batch_size=8, num_workers=0, amp=None, channels_last=False,
             progress=None):
-    """Score every video of a dataset whose items hold `image` [n_clips, 3, T, H, W].
+    """Score every video of a dataset whose items hold `image` [n_clips, 3, T, H, W], the same n_clips for
+    every video.
 
     Returns a dict of arrays in dataset order: names, labels [N], clip_predictions [N, n_clips],
     predictions [N] (mean over clips), clip_embeddings [N, n_clips, d], embeddings [N, d] (mean over
@@ -91,17 +111,15 @@ def predict(model, regressor, dataset, dist, batch_size=8, num_workers=0, amp=No
     }
 
 
-@torch.no_grad()
 def predict_variable_clips(model, regressor, dataset, dist, batch_size=8, num_workers=0, amp=None,
                            channels_last=False, progress=None):
-    """predict() for datasets whose videos have different numbers of clips (e.g. datasets.clip_grid.
-    EchoNetAllClips): batches are concatenated with `concat_clips`.
+    """predict() for datasets whose videos have different numbers of clips (e.g. datasets.echonet.
+    EchoNetAllClips).
 
     Returns, in dataset order: names, labels [N], n_clips [N], clip_predictions and starts (lists of N
     arrays [n_clips_i]), predictions [N] (mean over each video's clips), embeddings [N, d] (mean over clips).
     """
-    rows = _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress,
-                         collate_fn=concat_clips)
+    rows = _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress)
     _, names, labels, clip_predictions, embeddings, starts = zip(*rows)
     clip_predictions = [np.asarray(p, dtype=np.float64) for p in clip_predictions]
     return {
