@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Transfer learning on a laptop CPU, no data needed: writes a small synthetic CAMUS set (datasets.synthetic_transfer:
+# Transfer learning on a laptop CPU, no data needed: writes a small synthetic CAMUS set (datasets.synthetic.transfer:
 # beating ventricles, ED->ES half cycles, NIfTI + Info_*.cfg as released), takes the tiny stage-1 (RnC) checkpoint
 # of demo.sh (save/demo/stage1/best.pth) - or, without it, trains a tiny stage 1 for 3 passes on 60 synthetic
 # EchoNet videos, which only shows the mechanics (so few steps have not learnt EF yet) - then compares that
@@ -14,7 +14,7 @@ OUT=save/demo_transfer
 STAGE1=save/demo/stage1/best.pth  # written by demo.sh (16-frame clips, uniformer_tiny)
 
 [ -f "$CAMUS/database_nifti/patient0050/Info_2CH.cfg" ] || \
-    step "synthetic CAMUS (50 patients, 2 views)" "$PY" -m datasets.synthetic_transfer --kind camus --out "$CAMUS" \
+    step "synthetic CAMUS (50 patients, 2 views)" "$PY" -m datasets.synthetic.transfer --kind camus --out "$CAMUS" \
         --n 50 --seed 0
 
 if [ -f "$STAGE1" ]; then

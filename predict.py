@@ -6,7 +6,7 @@
 Inputs are files, folders (searched recursively) or glob patterns. Weights are a local checkpoint or
 hf://OWNER/REPO/FILE (fetched once into the Hugging Face cache; HF_HUB_OFFLINE=1 reads only the cache).
 
-Every video is read by datasets.any_video.load_echo_video: the moving ultrasound sector is cropped
+Every video is read by datasets.sources.any_video.load_echo_video: the moving ultrasound sector is cropped
 (--crop auto; or none, or x,y,w,h), made square, resized to 112x112 and resampled to --target_fps
 (50, the EchoNet rate; 0 keeps the source rate). Then it is cut into clips of --frames frames every
 --frequency-th frame over the WHOLE video: starts 0, S, 2S, ... plus the last possible start, so the
@@ -29,7 +29,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader
 
-from datasets.any_video import DEFAULT_FPS, expand_inputs, parse_crop
+from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, parse_crop
 from datasets.clip_grid import VideoFileClips, default_clip_stride, keep_item
 from models import build_model
 from utils.script.cli import on_interrupt, run_main

@@ -11,12 +11,12 @@ released format), a UniFormer Kinetics-400 state dict (400-class head), or `none
 --seed); local paths or hf://OWNER/REPO/FILE.
 
 Data (--dataset):
-- camus: datasets.camus (--views 4CH / 2CH / both, default both; every view is one video of its patient). A
+- camus: datasets.sources.camus (--views 4CH / 2CH / both, default both; every view is one video of its patient). A
   video's clip goes from ED to ES, resampled to --frames (--frequency is not used), 112x112.
-- hmcqu: datasets.hmcqu (A4C recordings and the sheet; MI = any segment 1).
-- folder: datasets.label_folder (labels.csv with `file,label`, optionally `patient`): an EF in % means
+- hmcqu: datasets.sources.hmcqu (A4C recordings and the sheet; MI = any segment 1).
+- folder: datasets.sources.label_folder (labels.csv with `file,label`, optionally `patient`): an EF in % means
   regression, labels that are all 0 / 1 classification (--task overrides).
-HMC-QU and folder videos go through datasets.any_video.load_echo_video (sector crop, --target_fps 50,
+HMC-QU and folder videos go through datasets.sources.any_video.load_echo_video (sector crop, --target_fps 50,
 112x112), then the EchoNet clip protocol: clips of --frames frames every --frequency-th frame on the grid of
 datasets.clip_grid.clip_grid over the WHOLE video (a clip every --clip_stride frames plus the last possible
 start), normalised as the EchoNet datasets do. A video's output is the mean over its clips (of the EF, or of
@@ -66,8 +66,8 @@ import torch.nn as nn
 from sklearn.metrics import roc_auc_score, roc_curve
 from torch.utils.data import DataLoader
 
-from datasets import camus, hmcqu, label_folder
-from datasets.any_video import DEFAULT_FPS, load_echo_video, parse_crop
+from datasets.sources import camus, hmcqu, label_folder
+from datasets.sources.any_video import DEFAULT_FPS, load_echo_video, parse_crop
 from datasets.cache import read_cache_entry
 from datasets.clip_grid import clip_grid, cut_clips, default_clip_stride, keep_item
 from datasets.echonet import PAD, num_starts
@@ -203,7 +203,7 @@ class Video:
     label: float
     path: Path
     files: tuple  # files whose change changes the clips (CAMUS: the sequence and its cfg)
-    camus: object = None  # datasets.camus.CamusSample for CAMUS videos
+    camus: object = None  # datasets.sources.camus.CamusSample for CAMUS videos
 
 
 def _folder_patients(opt, rows):

@@ -23,7 +23,7 @@ EF (utils/pictures/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay; MJP
 write MP4), OUT/<name>_cam.png (8 frames, clip above overlay) and a row of OUT/cam.csv; the predicted EF is
 printed. <name> is the file stem (made unique; _start<S> added when there are several starts). A 112x112
 AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that predict.py reads
-(MP4/MOV/MKV, DICOM, other sizes) goes through datasets.any_video.load_echo_video (--crop, --target_fps).
+(MP4/MOV/MKV, DICOM, other sizes) goes through datasets.sources.any_video.load_echo_video (--crop, --target_fps).
 
 Both commands take clips of --frames 36 every --frequency 4 (the paper's) unless told otherwise.
 """
@@ -40,7 +40,7 @@ import torch
 
 from datasets import EchoNetTest, decode_video, num_starts
 from datasets.echonet import denormalise
-from datasets.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
+from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
 from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
 from models import build_model, load_weights, read_weights

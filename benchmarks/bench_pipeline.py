@@ -159,7 +159,7 @@ def read_json(path: Path):
 # ---------------------------------------------------------------- data
 
 def _make_part(out_dir, n, seed):
-    from datasets.synthetic import make_synthetic_echonet  # in the worker: cv2 is not needed in the parent
+    from datasets.synthetic.echonet import make_synthetic_echonet  # in the worker: cv2 is not needed in the parent
     make_synthetic_echonet(out_dir, n=n, seed=seed)
 
 

@@ -1,7 +1,7 @@
 """Videos/s of predict.py's pipeline on the CPU, and where the time goes.
 
 For every video the stages predict.py runs are timed one by one:
-  decode + convert  datasets.any_video.load_echo_video (decode, grey, sector crop, square, 112x112, resample)
+  decode + convert  datasets.sources.any_video.load_echo_video (decode, grey, sector crop, square, 112x112, resample)
   clips             datasets.clip_grid.clip_grid + cut_clips (zero-padding, normalisation), all grid clips
   model             utils.evaluation.inference.embed_clips + the regressor, one clip at a time (as on a CPU)
 and predict.main itself is timed end to end (building and loading the model and writing the CSVs
@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import predict  # noqa: E402
 from datasets import make_synthetic_echonet  # noqa: E402
-from datasets.any_video import expand_inputs, load_echo_video  # noqa: E402
+from datasets.sources.any_video import expand_inputs, load_echo_video  # noqa: E402
 from datasets.clip_grid import clip_grid, cut_clips  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402

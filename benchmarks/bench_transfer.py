@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import transfer_learning  # noqa: E402
 from datasets import camus  # noqa: E402
 from datasets.clip_grid import cut_clips  # noqa: E402
-from datasets.synthetic_transfer import make_synthetic_camus  # noqa: E402
+from datasets.synthetic.transfer import make_synthetic_camus  # noqa: E402
 from models import get_feature_extractor  # noqa: E402
 
 PATIENTS, VIEWS, CHECKPOINTS, FOLDS = 500, 2, 2, 10

@@ -3,6 +3,7 @@ from .cache import open_cached
 from .echonet import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNetTest, normalise, num_starts,
                       padded_length)
 from .start_indexes import SafeUnpickler, UnsafePickleError, load_start_indexes, save_start_indexes
+from .synthetic.echonet import make_synthetic_echonet
 from .video import VideoReader, decode_video, frame_count
 
 __all__ = [
@@ -13,10 +14,3 @@ __all__ = [
     "make_synthetic_echonet",
 ]
 
-
-def __getattr__(name):
-    # imported lazily so that `python -m datasets.synthetic` does not import the module twice
-    if name == "make_synthetic_echonet":
-        from .synthetic import make_synthetic_echonet
-        return make_synthetic_echonet
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

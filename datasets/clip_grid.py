@@ -10,7 +10,7 @@ stride S misses it, so the end of the video is always covered. S defaults to fra
 
 - `clip_grid` the starts; `cut_clips` the normalised clips of decoded frames at given starts,
   zero-padded and normalised exactly as the EchoNet datasets cut theirs.
-- `VideoFileClips`: any video files (datasets.any_video.load_echo_video) -> all grid clips per
+- `VideoFileClips`: any video files (datasets.sources.any_video.load_echo_video) -> all grid clips per
   file; a file that cannot be read gives an item with its one-line error instead of clips.
 - `EchoNetAllClips`: the EchoNet split with every video's grid starts (a variable number of clips
   per video; utils.evaluation.inference takes one video per item).
@@ -25,7 +25,7 @@ import torch
 
 from utils.script.errors import UserError
 
-from .any_video import DEFAULT_FPS, load_echo_video, parse_crop
+from .sources.any_video import DEFAULT_FPS, load_echo_video, parse_crop
 from .echonet import EchoNetFixedClips, normalise, num_starts, padded_length
 from .video import SIZE
 

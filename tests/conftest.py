@@ -79,7 +79,7 @@ def one_torch_thread():
 def echonet(tmp_path_factory):
     """A synthetic EchoNet-format folder of 16 videos (10 train, 3 val, 3 test). Shared: never modify it;
     take `echonet_copy` instead."""
-    from datasets.synthetic import make_synthetic_echonet
+    from datasets.synthetic.echonet import make_synthetic_echonet
 
     root = tmp_path_factory.mktemp("echonet")
     make_synthetic_echonet(root, n=16, seed=0)

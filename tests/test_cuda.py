@@ -13,7 +13,7 @@ import test_with_three_clips
 import train_first_stage
 import train_second_stage
 from datasets import EchoNetTest
-from datasets.synthetic import make_synthetic_echonet
+from datasets.synthetic.echonet import make_synthetic_echonet
 from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.files.checkpoint import load_checkpoint

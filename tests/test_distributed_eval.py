@@ -16,7 +16,7 @@ if str(REPO_ROOT) not in sys.path:  # the worker runs as a plain script
 
 from conftest import free_port  # noqa: E402
 from datasets import EchoNetFixedClips  # noqa: E402
-from datasets.synthetic import make_synthetic_echonet  # noqa: E402
+from datasets.synthetic.echonet import make_synthetic_echonet  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
 from utils.engine.distributed import cleanup, init_distributed  # noqa: E402
 from utils.evaluation.inference import evaluate  # noqa: E402

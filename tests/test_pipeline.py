@@ -19,7 +19,7 @@ import train_second_stage
 import visualize
 from conftest import TINY
 from datasets import save_start_indexes
-from datasets.synthetic import make_synthetic_echonet
+from datasets.synthetic.echonet import make_synthetic_echonet
 from utils.pictures import plots
 from utils.files.checkpoint import load_checkpoint
 from utils.files.embeddings_file import load_embeddings

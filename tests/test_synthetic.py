@@ -1,4 +1,4 @@
-"""Tests of datasets/synthetic.py: a complete, loadable EchoNet-format dataset whose EF follows from the drawing."""
+"""Tests of datasets/synthetic/echonet.py: a complete, loadable EchoNet-format dataset whose EF follows from the drawing."""
 import hashlib
 import subprocess
 import sys
@@ -11,7 +11,7 @@ import pytest
 
 from datasets import EchoNet, decode_video, make_synthetic_echonet
 from datasets.cache import colour_table
-from datasets.synthetic import PIXEL_MM
+from datasets.synthetic.echonet import PIXEL_MM
 
 REPO = Path(__file__).resolve().parents[1]
 FILELIST_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]

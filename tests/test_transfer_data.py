@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from datasets import camus, hmcqu, label_folder
+from datasets.sources import camus, hmcqu, label_folder
 from datasets.echonet import MEAN, STD
-from datasets.synthetic_transfer import MARKER_BASE, MARKER_STEP, make_synthetic_camus, make_synthetic_hmcqu
+from datasets.synthetic.transfer import MARKER_BASE, MARKER_STEP, make_synthetic_camus, make_synthetic_hmcqu
 from utils.evaluation import folds
 
 N_CAMUS = 4  # patients 1..4: EF spelled 'LVef' for patient0003, ED stored last for (i + view) odd

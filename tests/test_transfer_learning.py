@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import transfer_learning
-from datasets.synthetic_transfer import make_synthetic_camus, make_synthetic_hmcqu
+from datasets.synthetic.transfer import make_synthetic_camus, make_synthetic_hmcqu
 from models import get_feature_extractor, get_shallow_mlp_head, uniformer_tiny
 from models.uniformer import UniFormer
 from utils.files.checkpoint import load_checkpoint, save_best

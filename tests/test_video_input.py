@@ -1,4 +1,4 @@
-"""datasets.any_video: any echo video (AVI/MP4/DICOM) -> 112x112 model frames.
+"""datasets.sources.any_video: any echo video (AVI/MP4/DICOM) -> 112x112 model frames.
 
 Real EchoNet sample videos (../shared/data/echonet_samples; tests skip without it) must come out
 bit-identical to the project's decoder, also when stored as a DICOM. Everything else is written
@@ -19,7 +19,7 @@ from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossless,  # noqa: E402
                          UltrasoundMultiFrameImageStorage, generate_uid)
 
-from datasets.any_video import (dicom_frame_rate, expand_inputs, find_moving_sector, load_echo_video,  # noqa: E402
+from datasets.sources.any_video import (dicom_frame_rate, expand_inputs, find_moving_sector, load_echo_video,  # noqa: E402
                                 parse_crop, resample_frames)
 from datasets.video import decode_video  # noqa: E402
 from utils.script.errors import BadInputError, MissingInputError  # noqa: E402

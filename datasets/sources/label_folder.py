@@ -8,7 +8,7 @@
 is checked before anything is returned, and the first problem fails with one line naming the
 file, the data row (1-based, header not counted) and the value: a missing column, an empty or
 repeated file name, a missing video (FileNotFoundError), a label that is not a finite number.
-Decoding the videos is datasets.any_video's job; this module only pairs paths with labels.
+Decoding the videos is datasets.sources.any_video's job; this module only pairs paths with labels.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from utils.script.errors import BadInputError, MissingInputError
 
-from .tables import read_csv_file
+from ..tables import read_csv_file
 
 LABELS_FILE = "labels.csv"
 REQUIRED = ("file", "label")

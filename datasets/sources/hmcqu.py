@@ -25,7 +25,7 @@ The patient id strips the view tag ('_4CH_1', '_2CH_1', any case) from the recor
 'ES0001 _4CH_1' and 'ES0001 _2CH_1' both belong to patient 'ES0001' (used for patient-level
 folds). This assumes the release's naming; pass `patient_of` to use another rule.
 
-Decoding (sector crop, 25 -> 50 fps, 112x112) is datasets.any_video's job: this module only pairs
+Decoding (sector crop, 25 -> 50 fps, 112x112) is datasets.sources.any_video's job: this module only pairs
 paths with labels. Bad input fails with one line naming the file, the row and the column.
 """
 from __future__ import annotations

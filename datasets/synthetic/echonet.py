@@ -189,7 +189,8 @@ def make_synthetic_echonet(out_dir, n: int = 100, seed: int = 0, min_frames: int
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic EchoNet-Dynamic-format dataset.")
+    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic",
+                                     description="Write a synthetic EchoNet-Dynamic-format dataset.")
     parser.add_argument("--out", required=True, help="output folder (FileList.csv, VolumeTracings.csv, Videos/)")
     parser.add_argument("--n", type=int, default=100, help="number of videos (>= 6)")
     parser.add_argument("--seed", type=int, default=0)

@@ -48,8 +48,8 @@ import torch
 
 from utils.script.errors import BadInputError, MissingInputError
 
-from .echonet import normalise
-from .video import SIZE
+from ..echonet import normalise
+from ..video import SIZE
 
 VIEWS = ("4CH", "2CH")
 QUALITIES = ("Good", "Medium", "Poor")

@@ -61,7 +61,7 @@ import numpy as np
 
 from utils.script.errors import BadInputError, MissingInputError
 
-from .video import SIZE, decode_video
+from ..video import SIZE, decode_video
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
 DICOM_EXTENSIONS = (".dcm", ".dicom")

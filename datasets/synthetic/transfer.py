@@ -27,7 +27,7 @@ The ECHO names are deliberately odd, cycling over: exact, lower case, with '.AVI
 surrounding spaces and no space. `with_unmatched` adds a row without a video (ES9999) and a
 video without a row (ES9998).
 
-CLI: python -m datasets.synthetic_transfer --kind camus|hmcqu --out DIR --n N --seed S
+CLI: python -m datasets.synthetic.transfer --kind camus|hmcqu --out DIR --n N --seed S
      [--layout nifti|mhd] [--frames F] [--with-unmatched]
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ import pandas as pd
 
 from utils.files.atomic import atomic_open, atomic_write_text
 
-from .synthetic import _render_video, disk_volume, write_grey_avi
+from .echonet import _render_video, disk_volume, write_grey_avi
 
 CAMUS_VIEWS = ("4CH", "2CH")
 QUALITIES = ("Good", "Medium", "Poor")
@@ -195,7 +195,8 @@ def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40
 
 
 def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="Write a synthetic CAMUS-like or HMC-QU-like data set.")
+    parser = argparse.ArgumentParser(prog="python -m datasets.synthetic.transfer",
+                                     description="Write a synthetic CAMUS-like or HMC-QU-like data set.")
     parser.add_argument("--kind", required=True, choices=["camus", "hmcqu"])
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--n", type=int, default=10, help="patients (camus) or recordings (hmcqu)")

@@ -1,0 +1,2 @@
+"""Readers of echo data beyond EchoNet-Dynamic, one per source: any echo video a user has (`any_video`: AVI, MP4,
+MOV, MKV, DICOM), CAMUS (`camus`), HMC-QU (`hmcqu`) and a labelled video folder (`label_folder`)."""
