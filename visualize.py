@@ -44,7 +44,8 @@ from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, load_echo_vid
 from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
 from models import build_model, load_weights, read_weights
-from utils.pictures.cam import grad_cam, save_cam_strip, write_cam_video
+from utils.evaluation.grad_cam import grad_cam
+from utils.pictures.cam import save_cam_strip, write_cam_video
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import init_distributed
 from utils.files.embeddings_file import load_embeddings, save_embeddings

@@ -10,7 +10,8 @@ import models
 from conftest import read_all_frames
 import utils.pictures.cam as cam_module
 from datasets.echonet import denormalise, normalise
-from utils.pictures.cam import grad_cam, overlay, save_cam_strip, write_cam_video
+from utils.evaluation.grad_cam import grad_cam
+from utils.pictures.cam import overlay, save_cam_strip, write_cam_video
 
 
 @pytest.fixture(scope="module")
