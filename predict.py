@@ -79,22 +79,88 @@ def parse_option(argv=None):
     return parser.parse_args(argv)
 
 
+def load_scorer(opt, device):
+    """(model, regressor, Weights) of --pretrained_weights (a CoReEcho checkpoint), on `device`, in eval mode."""
+    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
+                                            depthwise=opt.depthwise)
+    model, regressor = model.to(device).eval(), regressor.to(device).eval()
+    if opt.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model, regressor, weights
+
+
+def video_clips(opt, paths, preview=0):
+    """The dataset of every grid clip of each file, read and prepared as the options say."""
+    stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
+    return VideoFileClips(paths, opt.frames, opt.frequency, stride, parse_crop(opt.crop), opt.target_fps,
+                          preview=preview)
+
+
+def score_videos(opt, model, regressor, dataset, device, amp):
+    """(item, clip EF float64 [n_clips]) of every video of `dataset`, in order: the one scoring path of predict.py
+    and of the web page. GPU: the clips of several videos per forward (--batch_size clips); CPU: one at a time."""
+    # one video per item; results do not depend on the number of workers (nothing random, order kept)
+    loader = DataLoader(dataset, batch_size=None, num_workers=opt.num_workers, collate_fn=keep_item,
+                        pin_memory=device.type == "cuda")
+    for item, _, clip_ef in infer_videos(model, loader, device, regressor, amp, opt.channels_last,
+                                         max_clips=opt.batch_size):
+        yield item, clip_ef.astype(np.float64)
+
+
+def csv_row(item, clip_ef):
+    """The video's row of OUT.csv (CSV_COLUMNS)."""
+    if item["error"]:
+        return {"file": item["path"], "n_clips": 0, "error": item["error"]}
+    fps, used = item["fps"], item["fps_used"]
+    return {"file": item["path"], "ef": clip_ef.mean(), "ef_std": clip_ef.std(), "n_clips": len(clip_ef),
+            "n_frames": item["n_frames"], "fps": f"{fps:g}" if fps else "", "fps_used": f"{used:g}" if used else "",
+            "crop": item["crop"], "error": "", "notes": "; ".join(item["notes"])}
+
+
+def log_video(log, k, item, clip_ef):
+    path = item["path"]
+    if item["error"]:
+        log.warning(f"{k} {path}: FAILED: {item['error']}")
+        if item["traceback"]:
+            log.warning(item["traceback"].rstrip())
+        return
+    fps, used = item["fps"], item["fps_used"]
+    rate = (f"{fps:g} fps found" if fps else "no frame rate found") + \
+        (f", {used:g} fps used" if used else ", frames used as they are")
+    log.info(f"{k} {path}: {rate}; crop {item['crop'] or 'none (already 112x112)'}; {item['n_frames']} frames, "
+             f"{len(clip_ef)} clip(s): EF {clip_ef.mean():.1f} % (clip SD {clip_ef.std():.1f})")
+    for note in item["notes"]:
+        log.info(f"    {note}")
+
+
+def log_settings(log, opt, weights, device, amp, n_videos):
+    source = "" if weights.path == opt.pretrained_weights else f" ({weights.path})"
+    log.info(f"Checkpoint {opt.pretrained_weights}{source}, epoch {weights.content.get('epoch')}, {opt.model}; "
+             f"device {device}, AMP {amp or 'off (fp32)'}")
+    trained = weights.content.get("opt")
+    if trained is not None and (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency)) \
+            != (opt.frames, opt.frequency):
+        log.warning(f"the checkpoint was trained on clips of {trained.frames} frames every {trained.frequency}, "
+                    f"this run uses {opt.frames} every {opt.frequency}")
+    stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
+    log.info(f"{n_videos} video(s); clips of {opt.frames} frames every {opt.frequency} frame(s), a clip every "
+             f"{stride} frames over the whole video; crop {opt.crop}; frame rate "
+             f"{f'{opt.target_fps:g} fps' if opt.target_fps else 'kept (no resampling)'}")
+
+
 def main(argv=None):
     opt = parse_option(argv)
     dist = init_distributed(opt.device)
     if dist.enabled:
         raise BadInputError("predict.py runs as a single process: start it with python, not torchrun")
     amp = amp_dtype(opt.amp, dist.device)
-    crop = parse_crop(opt.crop)
-    stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
     # inputs and weights first: a wrong path fails here, before anything is written
+    parse_crop(opt.crop)
     videos = expand_inputs(opt.inputs)
     if os.path.isdir(opt.output):
         raise BadInputError(f"--output {opt.output} is a folder; give the CSV file to write, e.g. "
                             f"{os.path.join(opt.output, 'ef.csv')}")
-    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
-                                            depthwise=opt.depthwise)
-    checkpoint = weights.content
+    model, regressor, weights = load_scorer(opt, dist.device)
 
     out_csv = os.path.abspath(opt.output)
     stem = out_csv[:-len(".csv")] if out_csv.lower().endswith(".csv") else out_csv
@@ -103,65 +169,24 @@ def main(argv=None):
     if opt.plot:
         check_writable_folder(opt.plot)
     log = setup_logger(log_file)
-    model, regressor = model.to(dist.device).eval(), regressor.to(dist.device).eval()
-    if opt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
-    source = "" if weights.path == opt.pretrained_weights else f" ({weights.path})"
-    log.info(f"Checkpoint {opt.pretrained_weights}{source}, epoch {checkpoint.get('epoch')}, {opt.model}; "
-             f"device {dist.device}, AMP {amp or 'off (fp32)'}")
-    trained = checkpoint.get("opt")
-    if trained is not None and (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency)) \
-            != (opt.frames, opt.frequency):
-        log.warning(f"the checkpoint was trained on clips of {trained.frames} frames every {trained.frequency}, "
-                    f"this run uses {opt.frames} every {opt.frequency}")
-    log.info(f"{len(videos)} video(s); clips of {opt.frames} frames every {opt.frequency} frame(s), a clip every "
-             f"{stride} frames over the whole video; crop {opt.crop}; frame rate "
-             f"{f'{opt.target_fps:g} fps' if opt.target_fps else 'kept (no resampling)'}")
-
-    dataset = VideoFileClips(videos, opt.frames, opt.frequency, stride, crop, opt.target_fps,
-                             preview=PREVIEW_FRAMES if opt.plot else 0)
-    # one video per item; results do not depend on the number of workers (nothing random, order kept)
-    loader = DataLoader(dataset, batch_size=None, num_workers=opt.num_workers, collate_fn=keep_item,
-                        pin_memory=dist.device.type == "cuda")
+    log_settings(log, opt, weights, dist.device, amp, len(videos))
     # --plot: name each PNG by the file's path below the inputs' common folder, so names never collide
     common = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in videos])
 
     rows, clip_rows = [], []
     on_interrupt(lambda: f"interrupted after {len(rows)} of {len(videos)} videos; {opt.output} was not written; "
                          "rerun the same command")
-
-    def finish(item, clip_ef):
-        """One video done: its CSV rows, log line and figure."""
-        path, k = item["path"], f"[{len(rows) + 1}/{len(videos)}]"
-        if item["error"]:
-            log.warning(f"{k} {path}: FAILED: {item['error']}")
-            if item["traceback"]:
-                log.warning(item["traceback"].rstrip())
-            rows.append({"file": path, "n_clips": 0, "error": item["error"]})
-            return
-        fps, used = item["fps"], item["fps_used"]
-        rate = (f"{fps:g} fps found" if fps else "no frame rate found") + \
-            (f", {used:g} fps used" if used else ", frames used as they are")
-        ef, starts = clip_ef.astype(np.float64), item["starts"].numpy()
-        rows.append({"file": path, "ef": ef.mean(), "ef_std": ef.std(), "n_clips": len(ef),
-                     "n_frames": item["n_frames"], "fps": f"{fps:g}" if fps else "",
-                     "fps_used": f"{used:g}" if used else "", "crop": item["crop"], "error": "",
-                     "notes": "; ".join(item["notes"])})
-        clip_rows.extend({"file": path, "clip_start": int(s), "ef": e} for s, e in zip(starts, ef))
-        log.info(f"{k} {path}: {rate}; crop {item['crop'] or 'none (already 112x112)'}; {item['n_frames']} frames, "
-                 f"{len(ef)} clip(s): EF {ef.mean():.1f} % (clip SD {ef.std():.1f})")
-        for note in item["notes"]:
-            log.info(f"    {note}")
-        if opt.plot:
-            name = os.path.relpath(os.path.abspath(path), common).replace(os.sep, "__") + ".png"
-            save_figure(video_ef_figure(starts, ef, item["preview"].numpy(), item["preview_indexes"].numpy(),
-                                        title=os.path.basename(path)), os.path.join(opt.plot, name))
-
     start = time.perf_counter()
-    # GPU: the clips of several videos in one forward (--batch_size clips); CPU: one video at a time
-    for item, _, clip_ef in infer_videos(model, loader, dist.device, regressor, amp, opt.channels_last,
-                                         max_clips=opt.batch_size):
-        finish(item, clip_ef)
+    dataset = video_clips(opt, videos, preview=PREVIEW_FRAMES if opt.plot else 0)
+    for item, clip_ef in score_videos(opt, model, regressor, dataset, dist.device, amp):
+        log_video(log, f"[{len(rows) + 1}/{len(videos)}]", item, clip_ef)
+        rows.append(csv_row(item, clip_ef))
+        path, starts = item["path"], item["starts"].numpy()
+        clip_rows.extend({"file": path, "clip_start": int(s), "ef": e} for s, e in zip(starts, clip_ef))
+        if opt.plot and not item["error"]:
+            name = os.path.relpath(os.path.abspath(path), common).replace(os.sep, "__") + ".png"
+            save_figure(video_ef_figure(starts, clip_ef, item["preview"].numpy(), item["preview_indexes"].numpy(),
+                                        title=os.path.basename(path)), os.path.join(opt.plot, name))
     seconds = time.perf_counter() - start
 
     table = pd.DataFrame(rows, columns=CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})
