@@ -1,5 +1,5 @@
-"""benchmarks/bench_pipeline.py: the projection arithmetic, reading the scripts' timing files, option
-defaults, and (when the scripts write their timing files) an end-to-end --quick run."""
+"""benchmarks/bench_pipeline.py and its arithmetic (benchmarks/pipeline_figures.py): the projection, reading the
+scripts' timing files, option defaults, and (when the scripts write their timing files) an end-to-end --quick run."""
 import json
 import subprocess
 import sys
@@ -10,6 +10,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 import bench_pipeline as bp  # noqa: E402
+import pipeline_figures as pf  # noqa: E402
 
 # Seconds per clip of every phase (cache_fill: per video), chosen so the products are easy to check by hand.
 RATES = {"cache_fill": 0.01, "stage1_train": 0.1, "stage1_val": 0.02, "stage1_report": 0.03, "stage2_train": 0.05,
@@ -17,7 +18,7 @@ RATES = {"cache_fill": 0.01, "stage1_train": 0.1, "stage1_val": 0.02, "stage1_re
 
 
 def test_clip_counts_of_the_paper_schedule():
-    assert bp.clip_counts() == {
+    assert pf.clip_counts() == {
         "cache_fill": 10030,             # 7465 + 1288 + 1277 videos decoded once
         "stage1_train": 388180,          # 26 epochs x 7465 videos x 2 clips
         "stage1_val": 33488,             # 26 x 1288
@@ -30,7 +31,7 @@ def test_clip_counts_of_the_paper_schedule():
 
 
 def test_projection_multiplies_counts_by_seconds_per_clip():
-    projection = bp.project(RATES)
+    projection = pf.project(RATES)
     phases = projection["phases"]
     assert phases["cache_fill"] == pytest.approx(100.3)
     assert phases["stage1_train"] == pytest.approx(38818.0)
@@ -47,8 +48,8 @@ def test_projection_multiplies_counts_by_seconds_per_clip():
 
 
 def test_projection_of_another_schedule_and_a_missing_phase():
-    small = bp.Schedule(train_videos=10, val_videos=2, test_videos=3, stage1_epochs=2, stage2_epochs=1)
-    projection = bp.project(dict(RATES, stage2_val=None), small)
+    small = pf.Schedule(train_videos=10, val_videos=2, test_videos=3, stage1_epochs=2, stage2_epochs=1)
+    projection = pf.project(dict(RATES, stage2_val=None), small)
     assert projection["phases"]["stage1_train"] == pytest.approx(2 * 10 * 2 * 0.1)
     assert projection["phases"]["test"] == pytest.approx(3 * 3 * 0.5)
     assert projection["phases"]["stage2_val"] is None
@@ -66,32 +67,32 @@ def test_stage_figures_use_the_epochs_after_the_first():
               {"epoch": 2, "steps": 2, "clips": 64, "seconds": 2.0, "data_wait_seconds": 0.3, "clips_per_s": 32}]
     validation = [{"epoch": 0, "clips": 10, "seconds": 5.0}, {"epoch": 1, "clips": 10, "seconds": 1.0},
                   {"epoch": 2, "clips": 10, "seconds": 1.0}]
-    figures, missing = bp.stage_figures(timing(epochs, validation, {"clips": 40, "seconds": 2.0}, 12.5), "stage1")
+    figures, missing = pf.stage_figures(timing(epochs, validation, {"clips": 40, "seconds": 2.0}, 12.5), "stage1")
     assert missing == []
     assert figures == pytest.approx({"stage1_train": 4.0 / 128, "stage1_val": 2.0 / 20, "stage1_report": 0.05,
                                      "stage1_wait_share": 0.8 / 4.0, "stage1_peak_gib": 12.5})
 
 
 def test_stage_figures_of_a_single_epoch_and_missing_fields():
-    figures, missing = bp.stage_figures(timing([{"clips": 8, "seconds": 4.0}], [], None), "stage2")
+    figures, missing = pf.stage_figures(timing([{"clips": 8, "seconds": 4.0}], [], None), "stage2")
     assert figures["stage2_train"] == pytest.approx(0.5)
     assert figures["stage2_val"] is None and figures["stage2_report"] is None
     assert figures["stage2_wait_share"] is None and figures["stage2_peak_gib"] is None
     assert missing == ["stage2 validation: no measurement", "stage2 final report: no measurement",
                        "stage2 training epochs: no data_wait_seconds"]
-    figures, missing = bp.stage_figures(None, "stage1")
+    figures, missing = pf.stage_figures(None, "stage1")
     assert all(value is None for value in figures.values()) and "no timing.json" in missing[0]
 
 
 def test_test_figures():
-    figures, missing = bp.test_figures({"timing": {"videos": 4, "clips": 12, "seconds": 3.0, "clips_per_s": 4.0}})
+    figures, missing = pf.test_figures({"timing": {"videos": 4, "clips": 12, "seconds": 3.0, "clips_per_s": 4.0}})
     assert figures == {"test": 0.25} and missing == []
-    figures, missing = bp.test_figures({"mean_of_clips": {}})
+    figures, missing = pf.test_figures({"mean_of_clips": {}})
     assert figures == {"test": None} and "no 'timing'" in missing[0]
 
 
 def test_summary_turns_seconds_per_clip_into_rates_and_hours():
-    figures = {name: RATES[name] for name in bp.PHASES if name != "cache_fill"}
+    figures = {name: RATES[name] for name in pf.PHASES if name != "cache_fill"}
     figures.update(stage1_wait_share=0.25, stage2_wait_share=None, stage1_peak_gib=10.0)
     summary = bp.summarise({"figures": figures}, cache_seconds_per_video=0.01)
     shown = summary["shown"]
@@ -158,7 +159,7 @@ def test_quick_run_end_to_end(tmp_path):
     for name in ("released", "best"):
         config = report["configs"][name]
         assert config["errors"] == []
-        assert all(config["seconds_per_clip"][phase] > 0 for phase in bp.PHASES if phase != "cache_fill")
+        assert all(config["seconds_per_clip"][phase] > 0 for phase in pf.PHASES if phase != "cache_fill")
         assert config["projected_seconds"]["total"] > 0
     assert report["configs"]["best"]["flags"][:2] == ["--amp", "bf16"]
     assert report["ratios_best_over_released"]["stage-1 training clips/s"] > 0
