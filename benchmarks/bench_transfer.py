@@ -8,7 +8,7 @@ Measures, in one process:
    CPU), random weights, fp32, no gradients: clips/s over about --seconds after one warm-up pass;
 2. reading one synthetic CAMUS sequence (.nii.gz) and cutting its normalised ED->ES clip, as the
    embedding pass does for every video;
-3. one fold's head of each frozen mode, fit_head of transfer_learning.py with its defaults, on random
+3. one fold's head of each frozen mode, transfer.frozen.fit_head with transfer_learning.py's defaults, on random
    CAMUS-sized embeddings: 450 training patients x 2 views = 900 clips of the encoder's width.
 Then the estimate for `--dataset camus --pretrained_weights A B --mode linear` (500 patients x 2 views x
 2 checkpoints = 2000 embeddings, 10 folds x 2 checkpoints heads), and for a second run that finds every
@@ -25,8 +25,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import transfer_learning  # noqa: E402
-from datasets import camus  # noqa: E402
-from datasets.clip_grid import cut_clips  # noqa: E402
+from transfer.frozen import fit_head  # noqa: E402
+from datasets.sources import camus  # noqa: E402
+from datasets.clips import cut_clips  # noqa: E402
 from datasets.synthetic.transfer import make_synthetic_camus  # noqa: E402
 from models import get_feature_extractor  # noqa: E402
 
@@ -74,7 +75,7 @@ def main():
         head_opt = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".", "--mode", mode,
                                                    "--pretrained_weights", "none"])
         began = time.perf_counter()
-        transfer_learning.fit_head(features, targets, "regression", head_opt)
+        fit_head(features, targets, "regression", head_opt)
         heads[mode] = time.perf_counter() - began
     defaults = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".",
                                                "--pretrained_weights", "none"])

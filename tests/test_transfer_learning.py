@@ -16,7 +16,9 @@ from models import get_feature_extractor, get_shallow_mlp_head, uniformer_tiny
 from models.uniformer import UniFormer
 from utils.files.checkpoint import load_checkpoint, save_best
 from utils.script.cli import run_main
+from utils.evaluation.metrics import scores
 from utils.script.errors import BadInputError
+from utils.training.run import Run
 
 FAST = ["--model", "uniformer_tiny", "--frames", "4", "--frequency", "2", "--device", "cpu", "--num_workers", "0"]
 N_BRIGHT = 12  # patients of the CAMUS set the linear head must learn on (both views: 24 videos)
@@ -255,7 +257,7 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
     def no_training(*args, **kwargs):
         raise AssertionError("a finished fold was trained again")
 
-    monkeypatch.setattr(transfer_learning.Run, "training_epoch", no_training)
+    monkeypatch.setattr(Run, "training_epoch", no_training)
     transfer_learning.main(args + ["--epochs", "1", "--resume"])  # both folds finished: kept as they are
     assert results_of(out)["checkpoints"][0]["mean"] == first["checkpoints"][0]["mean"]
     monkeypatch.undo()
@@ -273,14 +275,14 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
 
 
 def test_scores_of_a_known_example():
-    metrics = transfer_learning.scores("classification", [0.9, 0.6, 0.4, 0.2, 0.7], [1, 1, 1, 0, 0])
+    metrics = scores("classification", [0.9, 0.6, 0.4, 0.2, 0.7], [1, 1, 1, 0, 0])
     assert (metrics["tp"], metrics["fn"], metrics["tn"], metrics["fp"]) == (2, 1, 1, 1)
     assert metrics["accuracy"] == pytest.approx(3 / 5) and metrics["sensitivity"] == pytest.approx(2 / 3)
     assert metrics["specificity"] == pytest.approx(1 / 2) and metrics["f1"] == pytest.approx(4 / 6)
     assert metrics["auroc"] == pytest.approx(4 / 6)  # 4 of the 6 (positive, negative) pairs ranked right
-    regression = transfer_learning.scores("regression", [50, 60, 70], [40, 60, 80])
+    regression = scores("regression", [50, 60, 70], [40, 60, 80])
     assert regression["mae"] == pytest.approx(20 / 3) and regression["pearson_r"] == pytest.approx(1.0)
-    assert np.isnan(transfer_learning.scores("regression", [55, 55, 55], [40, 60, 80])["pearson_r"])
+    assert np.isnan(scores("regression", [55, 55, 55], [40, 60, 80])["pearson_r"])
 
 
 def one_line_error(argv, capsys):

@@ -1,13 +1,14 @@
 """A generic labelled video folder: `labels.csv` next to the videos.
 
-    folder/labels.csv      header `file,label` (names matched ignoring case and surrounding spaces;
-                           other columns are ignored), one row per video
+    folder/labels.csv      header `file,label`, optionally `patient` (names matched ignoring case and
+                           surrounding spaces; other columns are ignored), one row per video
     folder/<file>          the videos, `file` relative to the folder (sub-folders allowed)
 
 `label` is a number: an EF in % for regression or a class (0 / 1) for classification. Every row
 is checked before anything is returned, and the first problem fails with one line naming the
 file, the data row (1-based, header not counted) and the value: a missing column, an empty or
-repeated file name, a missing video (FileNotFoundError), a label that is not a finite number.
+repeated file name, a missing video (FileNotFoundError), a label that is not a finite number, an
+empty patient. Without a `patient` column every video is its own patient (its file name).
 Decoding the videos is datasets.sources.any_video's job; this module only pairs paths with labels.
 """
 from __future__ import annotations
@@ -30,6 +31,7 @@ class LabelledVideo:
     label: float
     name: str  # the `file` cell as written (stripped)
     row: int  # 1-based data row of labels.csv
+    patient: str = ""  # the `patient` cell (stripped), else the name
 
 
 def read_label_folder(folder, labels_file: str = LABELS_FILE) -> list[LabelledVideo]:
@@ -49,8 +51,9 @@ def read_label_folder(folder, labels_file: str = LABELS_FILE) -> list[LabelledVi
                             f"(has: {', '.join(map(str, table.columns))})")
 
     videos, first_row = [], {}
-    for i, (name, raw) in enumerate(zip(table[columns["file"]], table[columns["label"]])):
-        name, raw, row = str(name).strip(), str(raw).strip(), i + 1
+    patients = table[columns["patient"]] if "patient" in columns else table[columns["file"]]
+    for i, (name, raw, patient) in enumerate(zip(table[columns["file"]], table[columns["label"]], patients)):
+        name, raw, patient, row = str(name).strip(), str(raw).strip(), str(patient).strip(), i + 1
         if not name:
             raise BadInputError(f"{path} data row {row}: empty file name")
         if name in first_row:
@@ -65,7 +68,9 @@ def read_label_folder(folder, labels_file: str = LABELS_FILE) -> list[LabelledVi
         video = folder / name
         if not video.is_file():
             raise MissingInputError(f"{path} data row {row}: video {video} does not exist")
-        videos.append(LabelledVideo(path=video, label=label, name=name, row=row))
+        if not patient:
+            raise BadInputError(f"{path} data row {row} ({name}): empty patient")
+        videos.append(LabelledVideo(path=video, label=label, name=name, row=row, patient=patient))
     if not videos:
         raise BadInputError(f"{path} lists no video")
     return videos

@@ -13,7 +13,8 @@ same side, so no patient is seen in training and validation at once. Input order
   from one label to the next, so fold sizes and each label's count per fold differ by at most one.
   A patient with several recordings takes its largest label (MI if any recording is MI).
 
-Each Fold holds sorted tuples `train` and `val`; `sample_indices` maps them back to samples.
+`patient_folds` picks one of the two (stratified for classes); each Fold holds sorted tuples `train` and
+`val`; `sample_indices` maps them back to samples.
 """
 from __future__ import annotations
 
@@ -76,6 +77,15 @@ def stratified_folds(patients: Sequence[str], labels: Sequence, n_folds: int = H
             fold_by_patient[group[position]] = turn % n_folds
             turn += 1
     return _folds(fold_by_patient, n_folds)
+
+
+def patient_folds(patients: Sequence[str], labels: Sequence, n_folds: int, stratified: bool,
+                  seed: int | None = 0) -> list[Fold]:
+    """stratified_folds (seed None counts as 0), or contiguous_folds of the sorted patients (shuffled by
+    `seed` unless it is None); one entry per sample in `patients` and `labels`."""
+    if stratified:
+        return stratified_folds(patients, labels, n_folds, seed=seed or 0)
+    return contiguous_folds(patients, n_folds, seed=seed)
 
 
 def sample_indices(sample_patients: Sequence[str], fold_patients: Sequence[str]) -> np.ndarray:

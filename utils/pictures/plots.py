@@ -181,3 +181,23 @@ def cam_strip_figure(frames, overlays, frame_indexes, title=None):
     if title:
         fig.suptitle(title)
     return fig
+
+
+def roc_figure(fold_curves, labels, probabilities, title):
+    """ROC curve of every fold (thin; `fold_curves`: (index, labels, probabilities) per fold) and of all folds
+    pooled (thick), with the AUROCs."""
+    from sklearn.metrics import roc_auc_score, roc_curve  # seconds to import: only when drawn
+
+    fig, ax = plt.subplots(figsize=(5.5, 5.5))
+    for index, fold_labels, fold_probabilities in fold_curves:
+        if 0 < np.sum(fold_labels) < len(fold_labels):
+            fpr, tpr, _ = roc_curve(fold_labels, fold_probabilities)
+            ax.plot(fpr, tpr, lw=1, alpha=0.5,
+                    label=f"fold {index} (AUROC {roc_auc_score(fold_labels, fold_probabilities):.3f})")
+    fpr, tpr, _ = roc_curve(labels, probabilities)
+    ax.plot(fpr, tpr, "k", lw=2.5, label=f"pooled (AUROC {roc_auc_score(labels, probabilities):.3f})")
+    ax.plot([0, 1], [0, 1], "k:", lw=1)
+    ax.set(xlabel="1 - specificity", ylabel="sensitivity", xlim=(0, 1), ylim=(0, 1.01), title=title)
+    ax.set_aspect("equal")
+    ax.legend(loc="lower right", fontsize=7)
+    return fig
