@@ -18,19 +18,20 @@ recomputed, alone or mixed with --pretrained_weights; rows keep the order of the
     python visualize.py cam --pretrained_weights best.pth --model uniformer_small --output_dir cam/ \
         EchoNet-Dynamic/Videos/0X1A0A263B22CCD966.avi my_echo.mp4 study/IM0001
 
-writes, per input video and clip start (--start S or --starts S,S,...; default 0), Grad-CAM of the predicted
-EF (utils/pictures/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay; MJPG AVI or GIF where this OpenCV cannot
-write MP4), OUT/<name>_cam.png (8 frames, clip above overlay) and a row of OUT/cam.csv; the predicted EF is
-printed. <name> is the file stem (made unique; _start<S> added when there are several starts). A 112x112
-AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that predict.py reads
-(MP4/MOV/MKV, DICOM, other sizes) goes through datasets.sources.any_video.load_echo_video (--crop, --target_fps).
+writes, per input video and clip start (--start S or --starts S,S,...; default 0), Grad-CAM of the predicted EF
+(utils/evaluation/grad_cam.py, drawn by utils/pictures/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay;
+MJPG AVI or GIF where this OpenCV cannot write MP4), OUT/<name>_cam.png (8 frames, clip above overlay) and a row
+of OUT/cam.csv; the predicted EF is printed. <name> is the file stem (made unique; _start<S> added when there are
+several starts). A 112x112 AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that
+predict.py reads (MP4/MOV/MKV, DICOM, other sizes) goes through datasets.sources.any_video.load_echo_video
+(--crop, --target_fps).
 
 Both commands take clips of --frames 36 every --frequency 4 (the paper's) unless told otherwise.
 """
-import importlib.util
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -44,6 +45,7 @@ from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, load_echo_vid
 from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
 from models import build_model, load_weights, read_weights
+from utils.evaluation import projection
 from utils.evaluation.grad_cam import grad_cam
 from utils.pictures.cam import save_cam_strip, write_cam_video
 from utils.script.cli import on_interrupt, run_main
@@ -56,7 +58,8 @@ from utils.script.log import setup_logger
 from utils.evaluation.metrics import regression_metrics
 from utils.script.options import (HelpWithDefaults, add_data_and_model_args, add_model_args, non_negative_int,
                            parser_with_defaults, positive_int)
-from utils.pictures.plots import METHOD_NAMES, checkpoint_embedding_figure, save_figure
+from utils.evaluation.projection import METHOD_NAMES
+from utils.pictures.plots import checkpoint_embedding_figure, save_figure
 from utils.evaluation.representation import format_representation_metrics, representation_metrics
 from utils.engine.amp import amp_dtype
 from utils.files.weights import weights_label
@@ -127,13 +130,6 @@ def parse_option(argv=None):
     return opt
 
 
-def umap_installed():
-    try:
-        return importlib.util.find_spec("umap") is not None
-    except ValueError:  # sys.modules holds None for it: marked as not importable
-        return False
-
-
 def checkpoint_label(path):
     """'<parent folder>_<file stem>' of a path, with characters unsafe in a folder name replaced by '_'."""
     path = os.path.abspath(os.fspath(path))
@@ -164,123 +160,180 @@ def json_number(value):
     return None if value is None or not np.isfinite(value) else float(value)
 
 
-def embeddings_main(opt):
+@dataclass
+class EmbeddingJob:
+    """What `embeddings` works with, all read and checked before anything is computed or written."""
+    dist: object
+    amp: object
+    methods: list
+    loaded: dict  # embeddings file -> its content (utils/files/embeddings_file.py)
+    labels: list  # one per source, in the command line's order
+    dataset: object = None  # the split, when there are checkpoints to embed it with
+    model: object = None
+    regressor: object = None
+    weights: dict = field(default_factory=dict)  # checkpoint -> models.Weights
+    log: object = None
+
+
+def map_methods(opt):
+    """The maps asked for: --methods, or UMAP and t-SNE (t-SNE alone without umap-learn)."""
+    if opt.methods is None:
+        return ["umap", "tsne"] if projection.umap_installed() else ["tsne"]
+    methods = list(dict.fromkeys(opt.methods))
+    if "umap" in methods and not projection.umap_installed():
+        raise BadInputError("--methods umap needs umap-learn, which is not installed: pip install umap-learn "
+                            "(or --methods tsne)")
+    return methods
+
+
+def embedding_dataset(opt):
+    if opt.clips == "three":
+        return EchoNetTest(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.path_test_start_indexes,
+                           n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
+    return EchoNetAllClips(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride,
+                           cache_dir=opt.cache_dir)
+
+
+def read_embedding_inputs(opt):
+    """An EmbeddingJob (without its log): a wrong path or file fails here, before anything is computed or written."""
     dist = init_distributed(opt.device)
     if dist.enabled:
         raise BadInputError("visualize.py runs as a single process; for a multi-GPU pass run "
                             "test_with_three_clips.py --save_embeddings under torchrun and pass its file with "
                             "--embeddings")
-    if opt.methods is None:
-        methods = ["umap", "tsne"] if umap_installed() else ["tsne"]
-    else:
-        methods = list(dict.fromkeys(opt.methods))
-        if "umap" in methods and not umap_installed():
-            raise BadInputError("--methods umap needs umap-learn, which is not installed: pip install umap-learn "
-                                "(or --methods tsne)")
+    methods = map_methods(opt)
     amp = amp_dtype(opt.amp, dist.device)
-
-    # inputs first: a wrong path or file fails here, before anything is computed or written
     loaded = {path: load_embeddings(path) for kind, path in opt.sources if kind == "embeddings"}
     checkpoints = [path for kind, path in opt.sources if kind == "checkpoint"]
-    if checkpoints:
-        if opt.clips == "three":
-            dataset = EchoNetTest(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.path_test_start_indexes,
-                                  n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
-        else:
-            dataset = EchoNetAllClips(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride,
-                                      cache_dir=opt.cache_dir)
-        model, regressor, _ = build_model(opt.model, None, depthwise=opt.depthwise)
-        weights = {path: read_weights(path) for path in checkpoints}
-        for path in checkpoints:  # each one is a CoReEcho checkpoint that fits the model (or names the --model)
-            build_model(opt.model, weights[path], kinds=("coreecho",), depthwise=opt.depthwise)
-        model, regressor = model.to(dist.device), regressor.to(dist.device)
-        if opt.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)
     labels = unique([checkpoint_label(path) if kind == "checkpoint" else file_label(loaded[path])
                      for kind, path in opt.sources])
-
-    check_writable_folder(opt.output_dir)
-    log = setup_logger(os.path.join(opt.output_dir, "visualize.log"))
-    progress = {"label": None}
-    on_interrupt(lambda: f"interrupted while embedding with {progress['label']}; the files already written in "
-                         f"{opt.output_dir} are complete; rerun the same command")
+    job = EmbeddingJob(dist, amp, methods, loaded, labels)
     if checkpoints:
-        how = (f"the mean of {dataset.n_clips} fixed clips per video" if opt.clips == "three" else
-               f"the mean of all clips per video (a clip every {dataset.clip_stride} frames)")
-        log.info(f"Split '{opt.split}' of {opt.data_folder}: {len(dataset)} videos; clips of {opt.frames} frames "
-                 f"every {opt.frequency}; a video's embedding is {how}; device {dist.device}, "
-                 f"AMP {amp or 'off (fp32)'}")
+        job.dataset = embedding_dataset(opt)
+        model, regressor, _ = build_model(opt.model, None, depthwise=opt.depthwise)
+        job.weights = {path: read_weights(path) for path in checkpoints}
+        for path in checkpoints:  # each one is a CoReEcho checkpoint that fits the model (or names the --model)
+            build_model(opt.model, job.weights[path], kinds=("coreecho",), depthwise=opt.depthwise)
+        job.model, job.regressor = model.to(dist.device), regressor.to(dist.device)
+        if opt.channels_last:
+            job.model = job.model.to(memory_format=torch.channels_last_3d)
+    return job
 
-    shown, rows = [], []
-    for (kind, path), label in zip(opt.sources, labels):
-        progress["label"] = label
-        if kind == "embeddings":
-            data = loaded[path]
-            meta, npz = data["meta"], path
-            log.info(f"{label}: {len(data['names'])} videos read from {path} (split '{meta['split']}', "
-                     f"{meta['clips']} clips of {meta['frames']} frames every {meta['frequency']}; checkpoint "
-                     f"{meta['checkpoint']})")
-        else:
-            load_weights(model, regressor, weights[path])
-            checkpoint = weights[path].content
-            trained = checkpoint.get("opt")  # last.pth keeps the training options, best.pth does not
-            trained_clip = (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency))
-            if trained_clip != (opt.frames, opt.frequency):
-                log.warning(f"{path} was trained on clips of {trained_clip[0]} frames every {trained_clip[1]}; "
-                            f"embedding with {opt.frames} every {opt.frequency}")
-            start = time.perf_counter()
-            if opt.clips == "three":
-                result = predict(model, regressor, dataset, dist, batch_size=opt.batch_size,
-                                 num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last)
-            else:
-                result = predict_variable_clips(model, regressor, dataset, dist, batch_size=opt.batch_size,
-                                                num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last)
-            meta = {"checkpoint": weights_label(path), "epoch": checkpoint.get("epoch"), "model": opt.model,
-                    "split": opt.split, "frames": opt.frames, "frequency": opt.frequency, "clips": opt.clips,
-                    "written_by": "visualize.py embeddings"}
-            if opt.clips == "three":
-                meta.update(n_clips=dataset.n_clips, start_indexes=os.path.abspath(opt.path_test_start_indexes)
-                            if opt.path_test_start_indexes else f"drawn with seed {opt.seed}")
-            else:
-                meta.update(clip_stride=dataset.clip_stride)
-            meta["epoch"] = None if meta["epoch"] is None else int(meta["epoch"])
-            data = {"names": result["names"], "ef": result["labels"], "embeddings": result["embeddings"],
-                    "predictions": result["predictions"], "meta": meta}
-            npz = save_embeddings(os.path.join(opt.output_dir, label, "embeddings.npz"), data["names"], data["ef"],
-                                  data["embeddings"], data["predictions"], meta)
-            log.info(f"{label}: {path} (epoch {meta['epoch']}) embedded {len(data['names'])} videos in "
-                     f"{time.perf_counter() - start:.1f} s -> {npz}")
-        if len(data["names"]) < 2 or not np.isfinite(data["embeddings"]).all():
-            raise BadInputError(f"{npz}: needs at least 2 videos with finite embeddings (a diverged checkpoint?)")
-        numbers = representation_metrics(data["embeddings"], data["ef"])
-        prediction_mae = regression_metrics(data["predictions"], data["ef"])["mae"]
-        log.info(f"{label}: {format_representation_metrics(numbers)}  prediction MAE {prediction_mae:.3f}")
-        shown.append((label, data))
-        rows.append({"label": label, "n_videos": len(data["names"]), "split": meta["split"], "clips": meta["clips"],
-                     **numbers, "prediction_mae": prediction_mae, "source": weights_label(path),
-                     "embeddings_file": os.path.abspath(npz), "checkpoint": meta["checkpoint"]})
 
-    if len({tuple(sorted(data["names"])) for _, data in shown}) > 1:
-        log.warning("the rows hold different sets of videos (another split or data folder?): compare their "
-                    "numbers with care")
+def read_embeddings_file(job, path, label):
+    """The content of an embeddings file given with --embeddings (read already), logged; (data, file)."""
+    data = job.loaded[path]
+    meta = data["meta"]
+    job.log.info(f"{label}: {len(data['names'])} videos read from {path} (split '{meta['split']}', "
+                 f"{meta['clips']} clips of {meta['frames']} frames every {meta['frequency']}; checkpoint "
+                 f"{meta['checkpoint']})")
+    return data, path
+
+
+def embedding_meta(opt, job, path):
+    """What OUT/<label>/embeddings.npz says about how it was computed."""
+    epoch = job.weights[path].content.get("epoch")
+    meta = {"checkpoint": weights_label(path), "epoch": None if epoch is None else int(epoch), "model": opt.model,
+            "split": opt.split, "frames": opt.frames, "frequency": opt.frequency, "clips": opt.clips,
+            "written_by": "visualize.py embeddings"}
+    if opt.clips == "three":
+        meta.update(n_clips=job.dataset.n_clips, start_indexes=os.path.abspath(opt.path_test_start_indexes)
+                    if opt.path_test_start_indexes else f"drawn with seed {opt.seed}")
+    else:
+        meta.update(clip_stride=job.dataset.clip_stride)
+    return meta
+
+
+def embed_checkpoint(opt, job, path, label):
+    """Embed the split with one checkpoint and save OUT/<label>/embeddings.npz; (data, file)."""
+    load_weights(job.model, job.regressor, job.weights[path])
+    trained = job.weights[path].content.get("opt")  # last.pth keeps the training options, best.pth does not
+    trained_clip = (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency))
+    if trained_clip != (opt.frames, opt.frequency):
+        job.log.warning(f"{path} was trained on clips of {trained_clip[0]} frames every {trained_clip[1]}; "
+                        f"embedding with {opt.frames} every {opt.frequency}")
+    start = time.perf_counter()
+    score = predict if opt.clips == "three" else predict_variable_clips
+    result = score(job.model, job.regressor, job.dataset, job.dist, batch_size=opt.batch_size,
+                   num_workers=opt.num_workers, amp=job.amp, channels_last=opt.channels_last)
+    meta = embedding_meta(opt, job, path)
+    data = {"names": result["names"], "ef": result["labels"], "embeddings": result["embeddings"],
+            "predictions": result["predictions"], "meta": meta}
+    npz = save_embeddings(os.path.join(opt.output_dir, label, "embeddings.npz"), data["names"], data["ef"],
+                          data["embeddings"], data["predictions"], meta)
+    job.log.info(f"{label}: {path} (epoch {meta['epoch']}) embedded {len(data['names'])} videos in "
+                 f"{time.perf_counter() - start:.1f} s -> {npz}")
+    return data, npz
+
+
+def representation_row(job, label, path, data, npz):
+    """How well one source's embeddings are ordered by EF, logged: its row of representation.csv / .json."""
+    if len(data["names"]) < 2 or not np.isfinite(data["embeddings"]).all():
+        raise BadInputError(f"{npz}: needs at least 2 videos with finite embeddings (a diverged checkpoint?)")
+    numbers = representation_metrics(data["embeddings"], data["ef"])
+    prediction_mae = regression_metrics(data["predictions"], data["ef"])["mae"]
+    job.log.info(f"{label}: {format_representation_metrics(numbers)}  prediction MAE {prediction_mae:.3f}")
+    meta = data["meta"]
+    return {"label": label, "n_videos": len(data["names"]), "split": meta["split"], "clips": meta["clips"],
+            **numbers, "prediction_mae": prediction_mae, "source": weights_label(path),
+            "embeddings_file": os.path.abspath(npz), "checkpoint": meta["checkpoint"]}
+
+
+def write_representation(opt, job, rows):
+    """The table of every source, in the log, representation.csv and representation.json."""
     table = pd.DataFrame(rows)
-    log.info("Embeddings ordered by EF (Spearman: higher is better; kNN MAE and bin ratio: lower is better):\n"
-             + table[["label", "n_videos", "spearman", "knn_mae", "bin_ratio", "prediction_mae"]].to_string(
-                 index=False, float_format=lambda x: f"{x:.3f}"))
+    job.log.info("Embeddings ordered by EF (Spearman: higher is better; kNN MAE and bin ratio: lower is better):\n"
+                 + table[["label", "n_videos", "spearman", "knn_mae", "bin_ratio", "prediction_mae"]].to_string(
+                     index=False, float_format=lambda x: f"{x:.3f}"))
     with atomic_open(os.path.join(opt.output_dir, "representation.csv"), "w") as f:
         table[CSV_COLUMNS].to_csv(f, index=False, float_format="%.5f")
     atomic_write_json({"checkpoints": [{**row, **{key: json_number(row[key]) for key in
                                                   ("spearman", "knn_mae", "bin_ratio", "prediction_mae")}}
                                        for row in rows]}, os.path.join(opt.output_dir, "representation.json"))
-    figure_path = os.path.join(opt.output_dir, "embeddings.png")
-    progress["label"] = "the maps"
+
+
+def write_maps(opt, job, shown):
+    """embeddings.png: each source's embeddings projected by each method, one row per source."""
     start = time.perf_counter()
-    save_figure(checkpoint_embedding_figure([(label, data["embeddings"], data["ef"]) for label, data in shown],
-                                            methods), figure_path)
-    log.info(f"{' and '.join(METHOD_NAMES[m] for m in methods)} maps in {time.perf_counter() - start:.1f} s; saved "
-             f"in {opt.output_dir}: embeddings.png, representation.json, representation.csv, visualize.log"
-             + "".join(f", {label}/embeddings.npz" for (kind, _), label in zip(opt.sources, labels)
-                       if kind == "checkpoint"))
+    figure = checkpoint_embedding_figure([(label, projection.projections(data["embeddings"], job.methods),
+                                           data["ef"]) for label, data in shown])
+    save_figure(figure, os.path.join(opt.output_dir, "embeddings.png"))
+    job.log.info(f"{' and '.join(METHOD_NAMES[m] for m in job.methods)} maps in {time.perf_counter() - start:.1f} s; "
+                 f"saved in {opt.output_dir}: embeddings.png, representation.json, representation.csv, visualize.log"
+                 + "".join(f", {label}/embeddings.npz" for (kind, _), label in zip(opt.sources, job.labels)
+                           if kind == "checkpoint"))
+
+
+def embeddings_main(opt):
+    job = read_embedding_inputs(opt)
+    check_writable_folder(opt.output_dir)
+    job.log = setup_logger(os.path.join(opt.output_dir, "visualize.log"))
+    progress = {"label": None}
+    on_interrupt(lambda: f"interrupted while embedding with {progress['label']}; the files already written in "
+                         f"{opt.output_dir} are complete; rerun the same command")
+    if job.dataset is not None:
+        how = (f"the mean of {job.dataset.n_clips} fixed clips per video" if opt.clips == "three" else
+               f"the mean of all clips per video (a clip every {job.dataset.clip_stride} frames)")
+        job.log.info(f"Split '{opt.split}' of {opt.data_folder}: {len(job.dataset)} videos; clips of {opt.frames} "
+                     f"frames every {opt.frequency}; a video's embedding is {how}; device {job.dist.device}, "
+                     f"AMP {job.amp or 'off (fp32)'}")
+
+    shown, rows = [], []
+    for (kind, path), label in zip(opt.sources, job.labels):
+        progress["label"] = label
+        if kind == "embeddings":
+            data, npz = read_embeddings_file(job, path, label)
+        else:
+            data, npz = embed_checkpoint(opt, job, path, label)
+        rows.append(representation_row(job, label, path, data, npz))
+        shown.append((label, data))
+
+    if len({tuple(sorted(data["names"])) for _, data in shown}) > 1:
+        job.log.warning("the rows hold different sets of videos (another split or data folder?): compare their "
+                        "numbers with care")
+    write_representation(opt, job, rows)
+    progress["label"] = "the maps"
+    write_maps(opt, job, shown)
     return rows
 
 

@@ -25,6 +25,7 @@ from utils.script.cli import run_main
 from utils.engine.distributed import init_distributed
 from utils.script.errors import BadInputError, MissingInputError
 from utils.evaluation.inference import predict
+from utils.evaluation.projection import project
 from utils.pictures.plots import embedding_map, embedding_maps, prediction_figure
 from utils.engine.loaders import batches, make_loader
 
@@ -306,10 +307,10 @@ def test_figures():
     fig = prediction_figure(ef, ef + rng.normal(0, 3, 30))
     assert len(fig.axes) == 2 and fig.axes[1].get_title() == "Bland-Altman"
     assert "n=30" in fig.axes[0].get_title() and "R² " in fig.axes[0].get_title()
-    fig = embedding_map(rng.normal(size=(30, 16)), ef, "tsne", title="test split, stage 1")
+    fig = embedding_map(project(rng.normal(size=(30, 16)), "tsne"), ef, "tsne", title="test split, stage 1")
     assert fig.axes[0].collections[0].get_offsets().shape == (30, 2)
     assert "test split, stage 1" in fig.axes[0].get_title()
-    assert "Val TSNE (ef)" in embedding_maps(rng.normal(size=(30, 16)), ef, "Val", methods=["tsne"])
+    assert "Val TSNE (ef)" in embedding_maps({"tsne": project(rng.normal(size=(30, 16)), "tsne")}, ef, "Val")
 
 
 def test_non_finite_predictions_are_one_user_error_not_a_scikit_learn_traceback():

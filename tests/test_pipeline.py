@@ -20,7 +20,7 @@ import visualize
 from conftest import TINY
 from datasets import save_start_indexes
 from datasets.synthetic.echonet import make_synthetic_echonet
-from utils.pictures import plots
+from utils.evaluation import projection
 from utils.files.checkpoint import load_checkpoint
 from utils.files.embeddings_file import load_embeddings
 from utils.evaluation.metrics import regression_metrics
@@ -175,7 +175,7 @@ def test_three_clip_test_outputs(stage1, echonet, tmp_path, monkeypatch):
 
     monkeypatch.setattr(visualize, "predict", no_model)
     monkeypatch.setattr(models.UniFormer, "forward", no_model)
-    monkeypatch.setattr(plots, "project", lambda embeddings, method="tsne", seed=None: embeddings[:, :2])
+    monkeypatch.setattr(projection, "project", lambda embeddings, method="tsne", seed=None: embeddings[:, :2])
     visualize.main(["embeddings", "--embeddings", str(out.parent / "embeddings.npz"), "--output_dir",
                     str(tmp_path / "vis"), "--methods", "tsne"])
     assert (tmp_path / "vis" / "embeddings.png").exists() and (tmp_path / "vis" / "representation.csv").exists()
@@ -232,7 +232,7 @@ def test_stage1_training_reduces_both_losses(tmp_path):
 def test_wandb_offline_run_logs_metrics_and_embedding_maps(echonet, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     # the maps' layout without the projections themselves (a real UMAP compiles with numba for ~12 s)
-    monkeypatch.setattr(plots, "project", lambda embeddings, method="tsne", seed=None: embeddings[:, :2])
+    monkeypatch.setattr(projection, "project", lambda embeddings, method="tsne", seed=None: embeddings[:, :2])
     train_first_stage.main(["--data_folder", str(echonet), *TINY, "--num_workers", "0", "--save_root", str(tmp_path),
                             "--run_name", "w", "--batch_size", "4", "--epochs", "0", "--wandb",
                             "--wandb_project_name", "test"])

@@ -1,5 +1,6 @@
 """Representation-quality metrics against hand and brute-force values, and the embedding / EF figures."""
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from scipy.spatial.distance import pdist, squareform
 from scipy.stats import spearmanr
 from threadpoolctl import threadpool_limits
 
+import utils.evaluation.projection as projection
 import utils.pictures.plots as plots
 import utils.evaluation.representation as rep
 
@@ -128,13 +130,14 @@ def test_prediction_figure_title_carries_n_mae_and_r2_percent():
 
 def test_embedding_maps_share_embedding_map_and_carry_the_title(monkeypatch):
     calls = []
-    monkeypatch.setattr(plots, "project", _fake_projection(calls))
+    monkeypatch.setattr(projection, "project", _fake_projection(calls))
     embeddings, ef = np.random.default_rng(5).normal(size=(12, 4)), np.linspace(20, 80, 12)
-    figures = plots.embedding_maps(embeddings, ef, "Val", title="val split, stage 1", methods=["tsne", "umap"])
+    points = projection.projections(embeddings, ["tsne", "umap"])
+    figures = plots.embedding_maps(points, ef, "Val", title="val split, stage 1")
     assert list(figures) == ["Val TSNE (ef)", "Val UMAP (ef)"] and calls == ["tsne", "umap"]
     assert figures["Val TSNE (ef)"].axes[0].get_title() == "t-SNE, val split, stage 1 (n=12)"
     assert figures["Val UMAP (ef)"].axes[0].get_title() == "UMAP, val split, stage 1 (n=12)"
-    single = plots.embedding_map(embeddings, ef, "tsne")
+    single = plots.embedding_map(points["tsne"], ef, "tsne")
     assert single.axes[0].get_title() == "t-SNE of embeddings (n=12)"
     # scatter and colour bar, with the points where the projection put them
     assert len(single.axes) == 2
@@ -146,17 +149,18 @@ def test_embedding_map_with_real_tsne():
     # One thread: with torch's and scikit-learn's OpenMP runtimes both loaded on two busy cores, the
     # threads of this 20-point t-SNE can spin for seconds.
     with threadpool_limits(1):
-        fig = plots.embedding_map(rng.normal(size=(20, 8)), rng.uniform(20, 80, 20), "tsne", title="test split")
+        points = projection.project(rng.normal(size=(20, 8)), "tsne")
+    fig = plots.embedding_map(points, rng.uniform(20, 80, 20), "tsne", title="test split")
     assert fig.axes[0].collections[0].get_offsets().shape == (20, 2)
     assert fig.axes[0].get_title() == "t-SNE, test split (n=20)"
 
 
 def test_checkpoint_figure_has_a_umap_and_a_tsne_panel_per_checkpoint(monkeypatch, tmp_path):
     calls = []
-    monkeypatch.setattr(plots, "project", _fake_projection(calls))
+    monkeypatch.setattr(projection, "project", _fake_projection(calls))
     rng = np.random.default_rng(7)
-    checkpoints = [(name, rng.normal(size=(15, 3)), rng.uniform(low, low + 40, 15))
-                   for name, low in (("epoch 0", 10), ("epoch 10", 20), ("best", 40))]
+    checkpoints = [(name, projection.projections(rng.normal(size=(15, 3)), ("umap", "tsne")),
+                    rng.uniform(low, low + 40, 15)) for name, low in (("epoch 0", 10), ("epoch 10", 20), ("best", 40))]
     fig = plots.checkpoint_embedding_figure(checkpoints)
     assert len(fig.axes) == 3 * 2 + 1  # six maps and one shared colour bar
     titles = [ax.get_title() for ax in fig.axes[:6]]
@@ -168,6 +172,24 @@ def test_checkpoint_figure_has_a_umap_and_a_tsne_panel_per_checkpoint(monkeypatc
         assert ax.collections[0].norm.vmin == all_ef.min() and ax.collections[0].norm.vmax == all_ef.max()
     plots.save_figure(fig, tmp_path / "maps.png")
     assert (tmp_path / "maps.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_maps_take_2d_points_and_the_default_methods_follow_umap_learn(monkeypatch):
+    ef = np.linspace(20, 80, 6)
+    with pytest.raises(ValueError, match=r"embedding_map draws 2-D points \[N, 2\].*shape \(6, 4\)"):
+        plots.embedding_map(np.zeros((6, 4)), ef, "tsne")  # embeddings, not projected points
+    rows = [("a", {"umap": np.zeros((6, 2)), "tsne": np.zeros((6, 2))}, ef), ("b", {"tsne": np.zeros((6, 2))}, ef)]
+    with pytest.raises(ValueError, match=r"checkpoint 'b' has maps \['tsne'\], the first row \['umap', 'tsne'\]"):
+        plots.checkpoint_embedding_figure(rows)
+    calls = []
+    monkeypatch.setattr(projection, "project", _fake_projection(calls))
+    monkeypatch.setattr(projection, "umap_installed", lambda: True)
+    assert list(projection.projections(np.zeros((6, 3)))) == ["tsne", "umap"] and calls == ["tsne", "umap"]
+    monkeypatch.undo()
+    monkeypatch.setitem(sys.modules, "umap", None)  # `import umap` fails as if it were not installed
+    assert not projection.umap_installed() and projection.available_methods() == ["tsne"]
+    with pytest.raises(ValueError, match="unknown projection 'pca'; choose one of: tsne, umap"):
+        projection.project(np.zeros((6, 3)), "pca")
 
 
 def test_video_ef_figure():
@@ -190,5 +212,6 @@ def test_video_ef_figure():
 def test_checkpoint_figure_with_real_umap():
     pytest.importorskip("umap")
     rng = np.random.default_rng(9)
-    fig = plots.checkpoint_embedding_figure([("best", rng.normal(size=(25, 8)), rng.uniform(20, 80, 25))])
+    points = projection.projections(rng.normal(size=(25, 8)), ("umap", "tsne"))
+    fig = plots.checkpoint_embedding_figure([("best", points, rng.uniform(20, 80, 25))])
     assert len(fig.axes) == 3 and fig.axes[0].collections[0].get_offsets().shape == (25, 2)

@@ -14,7 +14,7 @@ import torch
 
 import models
 import train_first_stage
-import utils.pictures.plots as plots
+import utils.evaluation.projection as projection
 import visualize
 from conftest import TINY, read_all_frames
 from datasets import EchoNetTest, decode_video, save_start_indexes
@@ -34,7 +34,7 @@ METRICS = ("spearman", "knn_mae", "bin_ratio")
 
 
 def fake_projection(calls):
-    """utils.pictures.plots.project without t-SNE / UMAP (UMAP alone costs ~12 s of numba compilation)."""
+    """utils.evaluation.projection.project without t-SNE / UMAP (UMAP alone costs ~12 s of numba compilation)."""
     def project(embeddings, method="tsne", seed=None):
         calls.append(method)
         return np.asarray(embeddings, dtype=float)[:, :2]
@@ -64,8 +64,8 @@ def visualized(checkpoints, echonet, tmp_path_factory):
     out = tmp_path_factory.mktemp("embeddings") / "out"
     calls = []
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(plots, "project", fake_projection(calls))
-        patch.setattr(visualize, "umap_installed", lambda: True)  # the maps are stubbed: umap-learn is not needed
+        patch.setattr(projection, "project", fake_projection(calls))
+        patch.setattr(projection, "umap_installed", lambda: True)  # the maps are stubbed: umap-learn is not needed
         visualize.main(["embeddings", "--data_folder", str(echonet), *EMBED, "--split", "all", "--output_dir",
                         str(out), "--pretrained_weights", *map(str, checkpoints), "--methods", "umap", "tsne"])
     return out, calls
@@ -128,7 +128,7 @@ def test_saved_embeddings_are_shown_without_any_forward_pass(visualized, tmp_pat
         monkeypatch.setattr(visualize, name, forbidden)
     monkeypatch.setattr(models.UniFormer, "forward", forbidden)
     calls = []
-    monkeypatch.setattr(plots, "project", fake_projection(calls))
+    monkeypatch.setattr(projection, "project", fake_projection(calls))
     again = tmp_path / "again"
     rows = visualize.main(["embeddings", "--embeddings", external, str(out / "s1_last" / "embeddings.npz"),
                            "--output_dir", str(again), "--methods", "tsne"])
@@ -144,7 +144,7 @@ def test_saved_embeddings_are_shown_without_any_forward_pass(visualized, tmp_pat
 
 def test_all_clips_mixed_with_a_saved_file(visualized, checkpoints, echonet, tmp_path, monkeypatch):
     out, _ = visualized
-    monkeypatch.setattr(plots, "project", fake_projection([]))
+    monkeypatch.setattr(projection, "project", fake_projection([]))
     rows = visualize.main(["embeddings", "--data_folder", str(echonet), *EMBED, "--split", "test", "--clips", "all",
                            "--clip_stride", "40", "--embeddings", str(out / "s1_last" / "embeddings.npz"),
                            "--pretrained_weights", str(checkpoints[1]), "--output_dir", str(tmp_path / "mixed"),
@@ -253,7 +253,7 @@ def test_umap_asked_without_umap_learn(visualized, tmp_path, monkeypatch):
         visualize.main(["embeddings", "--embeddings", npz, "--output_dir", str(tmp_path / "a"), "--methods", "umap"])
     assert not (tmp_path / "a").exists()
     calls = []
-    monkeypatch.setattr(plots, "project", fake_projection(calls))
+    monkeypatch.setattr(projection, "project", fake_projection(calls))
     visualize.main(["embeddings", "--embeddings", npz, "--output_dir", str(tmp_path / "b")])
     assert calls == ["tsne"]  # not asked for: the default falls back to t-SNE alone
 

@@ -1,7 +1,8 @@
 """Figures: predicted-vs-true EF with Bland-Altman, 2-D maps of embeddings coloured by EF (one checkpoint,
 or several side by side as in the paper), EF along one video, and Grad-CAM frame strips.
 
-Every embedding map, whether logged to wandb or saved as a PNG, is drawn by `embedding_map`.
+Every embedding map, whether logged to wandb or saved as a PNG, is drawn by `embedding_map`, from the 2-D points
+that utils/evaluation/projection.py computes: nothing here computes them.
 """
 import matplotlib
 
@@ -12,10 +13,8 @@ from matplotlib.colors import Normalize  # noqa: E402
 
 from utils.files.atomic import atomic_open  # noqa: E402
 from utils.evaluation.metrics import regression_metrics  # noqa: E402
+from utils.evaluation.projection import METHOD_NAMES  # noqa: E402
 
-METHOD_NAMES = {"tsne": "t-SNE", "umap": "UMAP"}
-# The released scripts' settings: t-SNE perplexity 5 and seed 7, UMAP 5 neighbours, random init, seed 0.
-DEFAULT_SEEDS = {"tsne": 7, "umap": 0}
 EF_CMAP = "viridis"
 
 
@@ -60,31 +59,18 @@ def prediction_figure(true_ef, predicted_ef, title=""):
     return fig
 
 
-def project(embeddings, method="tsne", seed=None):
-    """[N, d] -> [N, 2] by t-SNE (scikit-learn) or UMAP (umap-learn, optional), with the released settings.
-    `seed` None takes DEFAULT_SEEDS[method]."""
-    if method not in METHOD_NAMES:
-        raise ValueError(f"unknown projection {method!r}; choose one of: {', '.join(METHOD_NAMES)}")
-    embeddings = np.asarray(embeddings, dtype=np.float32)
-    n = len(embeddings)
-    seed = DEFAULT_SEEDS[method] if seed is None else seed
-    if method == "umap":
-        try:
-            import umap
-        except ImportError:
-            raise ImportError("UMAP maps need umap-learn: pip install umap-learn") from None
-        # A seed makes UMAP single-threaded anyway; saying so avoids its warning.
-        return umap.UMAP(n_components=2, n_neighbors=max(2, min(5, n - 1)), init="random",
-                         random_state=seed, n_jobs=1).fit_transform(embeddings)
-    from sklearn.manifold import TSNE
-    return TSNE(n_components=2, perplexity=max(1.0, min(5.0, n - 1.0)), random_state=seed,
-                init="pca").fit_transform(embeddings)
-
-
 def map_title(method, n, title=None):
     """'t-SNE, <title> (n=N)', or 't-SNE of embeddings (n=N)' without a title."""
     name = METHOD_NAMES[method]
     return f"{name}, {title} (n={n})" if title else f"{name} of embeddings (n={n})"
+
+
+def _points(points, where):
+    points = np.asarray(points, dtype=float)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"{where} draws 2-D points [N, 2] (utils.evaluation.projection.project), "
+                         f"got an array of shape {points.shape}")
+    return points
 
 
 def _draw_map(ax, points, ef, title, norm=None):
@@ -93,42 +79,46 @@ def _draw_map(ax, points, ef, title, norm=None):
     return scatter
 
 
-def embedding_map(embeddings, ef, method="tsne", seed=None, title=None):
-    """One 2-D map of the embeddings coloured by EF, with a colour bar. `title` names what is shown
-    (e.g. "test split, stage 1"); the method and n are added: "t-SNE, test split, stage 1 (n=1277)"."""
-    points = project(embeddings, method, seed)
+def embedding_map(points, ef, method="tsne", title=None):
+    """One 2-D map of projected embeddings `points` [N, 2] (by `method`) coloured by EF, with a colour bar.
+    `title` names what is shown (e.g. "test split, stage 1"); the method and n are added:
+    "t-SNE, test split, stage 1 (n=1277)"."""
+    points = _points(points, "embedding_map")
     fig, ax = plt.subplots(figsize=(6, 5))
     scatter = _draw_map(ax, points, ef, map_title(method, len(points), title))
     fig.colorbar(scatter, ax=ax, label="EF (%)")
     return fig
 
 
-def embedding_maps(embeddings, ef, prefix, title=None, methods=None):
-    """{'<prefix> TSNE (ef)': fig, '<prefix> UMAP (ef)': fig}: the released scripts' wandb pictures, each
-    drawn by `embedding_map`. `methods` defaults to t-SNE, plus UMAP when umap-learn is installed."""
-    if methods is None:
-        import importlib.util
-
-        methods = ["tsne"] + (["umap"] if importlib.util.find_spec("umap") else [])
-    return {f"{prefix} {m.upper()} (ef)": embedding_map(embeddings, ef, m, title=title) for m in methods}
+def embedding_maps(points_by_method, ef, prefix, title=None):
+    """{'<prefix> TSNE (ef)': fig, '<prefix> UMAP (ef)': fig}: the released scripts' wandb pictures, one per
+    entry of `points_by_method` ({method: points [N, 2]}, e.g. utils.evaluation.projection.projections), each
+    drawn by `embedding_map`."""
+    return {f"{prefix} {method.upper()} (ef)": embedding_map(points, ef, method, title=title)
+            for method, points in points_by_method.items()}
 
 
-def checkpoint_embedding_figure(checkpoints, methods=("umap", "tsne")):
-    """The paper's qualitative figure: one row per checkpoint, one map per method (UMAP and t-SNE by
-    default), all coloured on one EF scale with one shared colour bar.
+def checkpoint_embedding_figure(checkpoints):
+    """The paper's qualitative figure: one row per checkpoint, one map per method (UMAP and t-SNE as the
+    paper), all coloured on one EF scale with one shared colour bar.
 
-    `checkpoints`: a sequence of (name, embeddings [N, d], ef [N]); the name titles its row's maps.
+    `checkpoints`: a sequence of (name, {method: points [N, 2]}, ef [N]); the name titles its row's maps,
+    the methods of the first row (in their order) are the columns, and every row has the same ones.
     """
     checkpoints = list(checkpoints)
     if not checkpoints:
         raise ValueError("checkpoint_embedding_figure needs at least one checkpoint")
+    methods = list(checkpoints[0][1])
+    for name, points_by_method, _ in checkpoints:
+        if list(points_by_method) != methods:
+            raise ValueError(f"checkpoint {name!r} has maps {list(points_by_method)}, the first row {methods}")
     all_ef = np.concatenate([np.asarray(ef, dtype=float).reshape(-1) for _, _, ef in checkpoints])
     norm = Normalize(vmin=all_ef.min(), vmax=all_ef.max())  # the same colour means the same EF everywhere
     fig, axes = plt.subplots(len(checkpoints), len(methods), figsize=(4.5 * len(methods), 4 * len(checkpoints)),
                              squeeze=False)
-    for row, (name, embeddings, ef) in zip(axes, checkpoints):
+    for row, (name, points_by_method, ef) in zip(axes, checkpoints):
         for ax, method in zip(row, methods):
-            points = project(embeddings, method)
+            points = _points(points_by_method[method], "checkpoint_embedding_figure")
             scatter = _draw_map(ax, points, ef, f"{name}: {METHOD_NAMES[method]} (n={len(points)})", norm)
     fig.colorbar(scatter, ax=axes.ravel().tolist(), label="EF (%)")
     return fig

@@ -35,6 +35,7 @@ from utils.script.errors import BadInputError, MissingInputError, NonFiniteLossE
 from utils.evaluation.inference import evaluate
 from utils.files.atomic import atomic_copy, atomic_write_json, check_writable_folder
 from utils.script.log import FILE_ONLY, setup_logger
+from utils.evaluation import projection
 from utils.evaluation.metrics import format_metrics
 from utils.script.options import run_name
 from utils.pictures.plots import embedding_map, embedding_maps, save_figure
@@ -348,7 +349,8 @@ class Run:
                                 **{f"Val embedding {name}": value for name, value in ordering.items()},
                                 **{f"train {name}": meter.average(name) for name in meter.sums}}, step=epoch)
                 if ordering:
-                    log_images(self.wandb, embedding_maps(result["embeddings"], result["labels"], "Val",
+                    log_images(self.wandb, embedding_maps(projection.projections(result["embeddings"]),
+                                                          result["labels"], "Val",
                                                           title=f"val split, stage {self.stage}, epoch {epoch}"),
                                step=epoch)
             # best.pth first: a crash between the two writes leaves best.pth current and last.pth one epoch older.
@@ -386,12 +388,13 @@ class Run:
                           f"{format_representation_metrics(report[split]['embeddings'])}")
             title = f"{split} split, stage {self.stage} best (epoch {checkpoint['epoch']})"
             if self.wandb is not None:
-                figures.update(embedding_maps(result["embeddings"], result["labels"], f"(Best) {split.capitalize()}",
-                                              title=title))
+                figures.update(embedding_maps(projection.projections(result["embeddings"]), result["labels"],
+                                              f"(Best) {split.capitalize()}", title=title))
             if self.is_main and split == "test":  # the wandb t-SNE when there is one: computed once
                 tsne = figures.get("(Best) Test TSNE (ef)")
                 if tsne is None:
-                    tsne = embedding_map(result["embeddings"], result["labels"], "tsne", title=title)
+                    tsne = embedding_map(projection.project(result["embeddings"], "tsne"), result["labels"], "tsne",
+                                         title=title)
                 self._save("test_embeddings_tsne.png", lambda: save_figure(
                     tsne, self.path("test_embeddings_tsne.png"), close=self.wandb is None))
         self.timing["final_report"] = {"clips": total_clips, "seconds": round(total_seconds, 3)}
