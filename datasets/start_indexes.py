@@ -18,6 +18,7 @@ from utils.script.errors import BadInputError, MissingInputError, UserError
 from utils.files.atomic import atomic_open
 
 from .tables import read_csv_file
+from .text import with_avi
 
 
 class UnsafePickleError(UserError, pickle.UnpicklingError):
@@ -72,11 +73,6 @@ class SafeUnpickler(pickle.Unpickler):
                 "(only numpy arrays, dicts, lists and ints are allowed)") from None
 
 
-def _with_avi(name: str) -> str:
-    name = str(name).strip()
-    return name if name.lower().endswith(".avi") else name + ".avi"
-
-
 def _validate(raw, path: str) -> dict[str, np.ndarray]:
     if not isinstance(raw, dict) or not raw:
         raise BadInputError(f"{path}: expected a non-empty mapping video name -> start indexes, "
@@ -92,7 +88,7 @@ def _validate(raw, path: str) -> dict[str, np.ndarray]:
             length = array.size
         elif array.size != length:
             raise BadInputError(f"{path}: {name} has {array.size} starts, other videos have {length}")
-        starts[_with_avi(name)] = array.astype(np.int64)
+        starts[with_avi(name)] = array.astype(np.int64)
     if len(starts) != len(raw):
         raise BadInputError(f"{path}: the same video is listed twice (with and without .avi)")
     return starts
@@ -156,6 +152,6 @@ def load_start_indexes(path: str | os.PathLike) -> dict[str, np.ndarray]:
 def save_start_indexes(starts: dict, path: str | os.PathLike) -> None:
     """Write {name: [ints]} as JSON, atomically (temporary file + os.replace)."""
     path = Path(path)
-    data = {_with_avi(name): [int(s) for s in np.asarray(values).reshape(-1)] for name, values in starts.items()}
+    data = {with_avi(name): [int(s) for s in np.asarray(values).reshape(-1)] for name, values in starts.items()}
     with atomic_open(path, "w") as f:
         json.dump(data, f, indent=1, sort_keys=True)

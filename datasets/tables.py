@@ -8,6 +8,8 @@ import pandas as pd
 
 from utils.script.errors import BadInputError
 
+from .text import one_line
+
 
 def read_csv_file(path: str | os.PathLike, expected: str = "", **read_csv_args) -> pd.DataFrame:
     """`pd.read_csv(path, **read_csv_args)`, failing with a BadInputError naming `path`; `expected` (e.g.
@@ -18,4 +20,4 @@ def read_csv_file(path: str | os.PathLike, expected: str = "", **read_csv_args) 
     except pd.errors.EmptyDataError:
         raise BadInputError(f"{path} is empty{hint}") from None
     except (ValueError, OSError) as e:  # ParserError (ragged rows) and UnicodeDecodeError are ValueErrors
-        raise BadInputError(f"cannot read {path}{hint}: {' '.join(str(e).split())}") from None
+        raise BadInputError(f"cannot read {path}{hint}: {one_line(e)}") from None
