@@ -30,7 +30,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, parse_crop
-from datasets.clip_grid import VideoFileClips, default_clip_stride, keep_item
+from datasets.clips import default_clip_stride
+from datasets.sources.video_files import VideoFileClips, keep_item
 from models import build_model
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import init_distributed

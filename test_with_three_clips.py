@@ -24,8 +24,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from datasets import EchoNetTest, save_start_indexes
-from datasets.clip_grid import EchoNetAllClips
+from datasets import EchoNetAllClips, EchoNetTest, save_start_indexes
 from models import build_model
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import cleanup, init_distributed

@@ -2,7 +2,7 @@
 
 For every video the stages predict.py runs are timed one by one:
   decode + convert  datasets.sources.any_video.load_echo_video (decode, grey, sector crop, square, 112x112, resample)
-  clips             datasets.clip_grid.clip_grid + cut_clips (zero-padding, normalisation), all grid clips
+  clips             datasets.clips.clip_grid + cut_clips (zero-padding, normalisation), all grid clips
   model             utils.evaluation.inference.embed_clips + the regressor, one clip at a time (as on a CPU)
 and predict.main itself is timed end to end (building and loading the model and writing the CSVs
 included) with 0 and with --workers data-loader workers. Two inputs: the EchoNet AVIs as they are
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import predict  # noqa: E402
 from datasets import make_synthetic_echonet  # noqa: E402
 from datasets.sources.any_video import expand_inputs, load_echo_video  # noqa: E402
-from datasets.clip_grid import clip_grid, cut_clips  # noqa: E402
+from datasets.clips import clip_grid, cut_clips  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
 from utils.files.checkpoint import save_best  # noqa: E402

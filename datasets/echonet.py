@@ -1,7 +1,8 @@
 """EchoNet-Dynamic datasets for CoReEcho. All take (root, split, frames, frequency, ...):
 `EchoNet` (one random clip per video), `EchoNetRNC` (two views per video, stage 1), `EchoNetFixedClips`
-(validation: clips at fixed starts) and `EchoNetTest` (the test split at the released start indexes; the
-released keywords `path_test_start_indexes=` and `trial=` keep working).
+(validation: clips at fixed starts), `EchoNetTest` (the test split at the released start indexes; the
+released keywords `path_test_start_indexes=` and `trial=` keep working) and `EchoNetAllClips` (every
+video's grid of starts over all of it, `test_with_three_clips.py --clips all`).
 
 Data folder layout (EchoNet-Dynamic): `FileList.csv` (FileName, EF, Split required; FileName with
 or without .avi; Split in any case), `VolumeTracings.csv` (header FileName,X1,Y1,X2,Y2,Frame),
@@ -10,12 +11,9 @@ are kept (silently); tracings of videos that FileList.csv does not list are igno
 A listed video that is missing or cannot be opened is an error, found by a cached header pass before
 any clip is read (headers.py).
 
-A clip is the frames `start + frequency * arange(frames)` of the video, which is first zero-padded
-at the end to `frames * frequency` frames if it is shorter. Training starts are uniform in
-[0, F - (frames - 1) * frequency) (F = padded length). The optional augmentation zero-pads the
-uint8 frames by 6 px on each side and crops 112x112 at one offset in [0, 12]^2 shared by all
-frames (what torchvision's RandomCrop(112, padding=6) does to the whole clip). Then each channel is
-normalised with MEAN / STD (pixel scale 0..255), so padding becomes -MEAN / STD.
+Clips are cut by datasets.clips.cut_clips (zero-padding of short videos, the augmentation's crop,
+normalisation with MEAN / STD). Training starts are uniform in [0, num_starts) and the augmentation's
+crop offset uniform in [0, 2 * PAD]^2, one per clip.
 
 Randomness: with `seed=None` torch's global RNG is used (DataLoader seeds each worker); with an
 int seed every item draws from its own torch.Generator seeded from (seed, epoch, index), so an
@@ -27,7 +25,6 @@ import os
 import warnings
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pandas as pd
 import torch
@@ -35,35 +32,15 @@ import torch
 from utils.script.errors import BadInputError, MissingInputError
 
 from .cache import open_cached
+from .clips import PAD, clip_grid, cut_clips, default_clip_stride, num_starts, positive_int
 from .headers import frame_counts
 from .start_indexes import load_start_indexes
 from .tables import read_csv_file
-from .video import SIZE, VideoReader
+from .text import first_few, with_avi
+from .video import VideoReader
 
-MEAN = np.array([0.12741163, 0.1279413, 0.12912785]) * 255
-STD = np.array([0.19557191, 0.19562256, 0.1965878]) * 255
-PAD = 6  # augmentation: 112 -> 124 -> random 112 crop
 SPLITS = ("train", "val", "test", "all")
 TRACINGS_HEADER = ["FileName", "X1", "Y1", "X2", "Y2", "Frame"]
-# Normalised value of every uint8 level per channel, [3, 256] float32: normalising a clip is one
-# table lookup per value (computed in float64, rounded to float32 once).
-NORMALISED = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32)
-
-
-def _positive_int(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
-
-
-def _with_avi(name: str) -> str:
-    name = str(name).strip()
-    return name if name.lower().endswith(".avi") else name + ".avi"
-
-
-def _some(names, k: int = 5) -> str:
-    names = list(names)
-    return ", ".join(names[:k]) + (", ..." if len(names) > k else "")
 
 
 def read_filelist(path: Path) -> pd.DataFrame:
@@ -77,7 +54,7 @@ def read_filelist(path: Path) -> pd.DataFrame:
     for i, name in enumerate(table["FileName"]):
         if not name.strip():
             raise BadInputError(f"{path} data row {i + 1}: empty FileName")
-    table["FileName"] = table["FileName"].map(_with_avi)
+    table["FileName"] = table["FileName"].map(with_avi)
     duplicated = table["FileName"][table["FileName"].duplicated()]
     if len(duplicated):
         raise BadInputError(f"{path}: FileName {duplicated.iloc[0]} appears more than once")
@@ -113,10 +90,10 @@ def traced_frame_counts(path: Path, listed: set[str]) -> pd.Series:
         i = bad[0]
         raise BadInputError(f"{path} data row {i + 1} (FileName {table['FileName'].iloc[i]}): "
                          f"Frame {table['Frame'].iloc[i]!r} is not a frame index")
-    names = table["FileName"].map(_with_avi)
+    names = table["FileName"].map(with_avi)
     unknown = sorted(set(names) - listed)
     if unknown:  # harmless (e.g. a FileList trimmed to a subset), but worth knowing
-        warnings.warn(f"{path}: tracings of {len(unknown)} video(s) not in FileList.csv are ignored: {_some(unknown)}")
+        warnings.warn(f"{path}: tracings of {len(unknown)} video(s) not in FileList.csv are ignored: {first_few(unknown)}")
     return pd.Series(frame.to_numpy(), index=names.to_numpy()).groupby(level=0).nunique()
 
 
@@ -139,7 +116,7 @@ def load_split(root: str | os.PathLike, split: str, cache_dir=None) -> pd.DataFr
     missing = [name for name in table["FileName"] if name not in present]
     if missing:
         raise MissingInputError(f"{len(missing)} video(s) of split '{split}' listed in {root / 'FileList.csv'} "
-                                f"are missing from {videos}: {_some(missing)}")
+                                f"are missing from {videos}: {first_few(missing)}")
     listed = len(table)
     table = table[table["FileName"].map(traced).fillna(0).to_numpy() >= 2]
     if table.empty:
@@ -149,49 +126,6 @@ def load_split(root: str | os.PathLike, split: str, cache_dir=None) -> pd.DataFr
     counts = frame_counts(videos, list(table["FileName"]), cache_dir)
     table["frames"] = table["FileName"].map(counts).astype(np.int64)
     return table
-
-
-def padded_length(num_frames: int, frames: int, frequency: int) -> int:
-    """Length of a video after the zero-padding that makes room for one clip."""
-    return max(num_frames, frames * frequency)
-
-
-def num_starts(num_frames: int, frames: int, frequency: int) -> int:
-    """Valid starts are 0 .. num_starts - 1."""
-    return padded_length(num_frames, frames, frequency) - (frames - 1) * frequency
-
-
-def shifted_crop(clip: np.ndarray, top: int, left: int) -> np.ndarray:
-    """The augmentation's crop of [..., H, W] uint8 frames: zero-pad PAD pixels on every side and take the
-    SIZE x SIZE window at (top, left) of the padded frames (torchvision's RandomCrop(SIZE, padding=PAD) with
-    that offset; numpy here, as importing torchvision.transforms costs ~2 s per process)."""
-    height, width = clip.shape[-2:]
-    out = np.zeros((*clip.shape[:-2], SIZE, SIZE), clip.dtype)
-    # the window in source coordinates, clipped to the frame; the rest stays padding
-    y0, x0 = top - PAD, left - PAD
-    src_y, src_x = slice(max(y0, 0), min(y0 + SIZE, height)), slice(max(x0, 0), min(x0 + SIZE, width))
-    out[..., src_y.start - y0:src_y.stop - y0, src_x.start - x0:src_x.stop - x0] = clip[..., src_y, src_x]
-    return out
-
-
-def normalise(clip: np.ndarray, colour_lut: np.ndarray | None = None) -> np.ndarray:
-    """uint8 [C, T, H, W] -> float32 [3, T, H, W] normalised with MEAN / STD.
-
-    C is 3 (RGB), or 1 with `colour_lut` ([3, 256] uint8) giving R, G, B of each stored value.
-    """
-    table = NORMALISED if colour_lut is None else np.take_along_axis(NORMALISED, colour_lut.astype(np.intp), axis=1)
-    planes = np.ascontiguousarray(clip).reshape(clip.shape[0], -1, clip.shape[-1])  # [C, T * H, W]
-    out = np.empty((3, *clip.shape[1:]), np.float32)
-    for c in range(3):  # cv2.LUT: one table lookup per value, ~2x faster than numpy indexing
-        cv2.LUT(planes[c if len(planes) == 3 else 0], table[c], dst=out[c].reshape(planes.shape[1:]))
-    return out
-
-
-def denormalise(clip) -> np.ndarray:
-    """Normalised clip [3, T, H, W] (as the datasets produce it) -> RGB frames [T, H, W, 3] uint8."""
-    clip = clip.detach().cpu().numpy() if torch.is_tensor(clip) else np.asarray(clip)
-    pixels = clip * STD[:, None, None, None] + MEAN[:, None, None, None]
-    return np.clip(np.rint(pixels), 0, 255).astype(np.uint8).transpose(1, 2, 3, 0)
 
 
 class EchoNet(torch.utils.data.Dataset):
@@ -212,8 +146,8 @@ class EchoNet(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split.lower()
         # as in the released code, max_frames caps the clip length
-        self.frames = min(_positive_int("frames", frames), _positive_int("max_frames", max_frames))
-        self.frequency = _positive_int("frequency", frequency)
+        self.frames = min(positive_int("frames", frames), positive_int("max_frames", max_frames))
+        self.frequency = positive_int("frequency", frequency)
         self.aug = bool(aug)
         self.seed = None if seed is None else int(seed)
         # shared memory: persistent DataLoader workers hold copies of this object but see set_epoch
@@ -262,22 +196,10 @@ class EchoNet(torch.utils.data.Dataset):
         top, left = torch.randint(2 * PAD + 1, (2,), generator=generator).tolist()
         return top, left
 
-    def _cut(self, video, starts, offsets) -> list[torch.Tensor]:
-        """Clips at `starts` from one read of `video`; offsets (top, left) crop, None = no crop."""
-        steps = self.frequency * np.arange(self.frames)
-        index = np.asarray(starts, dtype=np.int64)[:, None] + steps  # [clips, frames]
-        real = index < video.num_frames  # the rest is temporal zero-padding
-        wanted = np.unique(index[real])
-        frames = video.read(wanted)  # [len(wanted), H, W, C] uint8
-        frames = np.concatenate([frames, np.zeros((1, *frames.shape[1:]), np.uint8)])  # + the zero frame
-        position = np.where(real, np.searchsorted(wanted, index), len(wanted))
-        clips = []
-        for rows, offset in zip(position, offsets):
-            clip = frames[rows].transpose(3, 0, 1, 2)  # [C, T, H, W]
-            if offset is not None:
-                clip = shifted_crop(clip, *offset)
-            clips.append(torch.from_numpy(normalise(clip, video.colour_lut)))
-        return clips
+    def _cut(self, video, starts, offsets) -> torch.Tensor:
+        """Clips [len(starts), 3, frames, H, W] at `starts` from one read of `video`, cropped at `offsets`
+        (one (top, left) per start) with augmentation."""
+        return cut_clips(video, starts, self.frames, self.frequency, offsets if self.aug else None)
 
     def _item(self, index: int, image: torch.Tensor) -> dict:
         label = torch.tensor([self.labels[index]], dtype=torch.float32)
@@ -322,7 +244,7 @@ class EchoNetFixedClips(EchoNet):
                          max_frames=max_frames)
         counts = dict(zip(self.vnames, self.num_frames.tolist()))
         if path_test_start_indexes is None:
-            n_clips = _positive_int("n_clips", n_clips)
+            n_clips = positive_int("n_clips", n_clips)
             rng = np.random.default_rng(seed)
             highs = {name: num_starts(counts[name], self.frames, self.frequency) for name in self.vnames}
             self.start_indexes = {name: rng.integers(0, highs[name], size=n_clips).astype(np.int64)
@@ -333,7 +255,7 @@ class EchoNetFixedClips(EchoNet):
             missing = [name for name in self.vnames if name not in starts]
             if missing:
                 raise BadInputError(f"{path} has no start indexes for {len(missing)} video(s) of split "
-                                    f"'{self.split}': {_some(missing)}")
+                                    f"'{self.split}': {first_few(missing)}")
             for name in self.vnames:
                 high = num_starts(counts[name], self.frames, self.frequency)
                 for start in starts[name]:
@@ -351,8 +273,8 @@ class EchoNetFixedClips(EchoNet):
         index = range(len(self))[index]
         starts = self._starts(index)
         with self._open(index) as video:
-            clips = self._cut(video, starts, [None] * len(starts))
-        item = self._item(index, torch.stack(clips))
+            clips = self._cut(video, starts, None)
+        item = self._item(index, clips)
         item["starts"] = torch.from_numpy(starts.copy())
         return item
 
@@ -382,3 +304,21 @@ class EchoNetTest(EchoNetFixedClips):
         if self.trial is not None:
             item["image"] = item["image"][0]
         return item
+
+
+class EchoNetAllClips(EchoNetFixedClips):
+    """An EchoNet split with every video's grid starts (datasets.clips.clip_grid): dict(name, image
+    [n_clips, 3, frames, 112, 112], starts [n_clips], label, ef), n_clips varying per video
+    (`self.clip_counts`; `self.n_clips` is None; utils.evaluation.inference takes one video per item)."""
+
+    def __init__(self, root, split: str = "test", frames: int = 16, frequency: int = 2,
+                 clip_stride: int | None = None, cache_dir=None, max_frames: int = 250):
+        super().__init__(root, split, frames, frequency, n_clips=1, seed=0, cache_dir=cache_dir,
+                         max_frames=max_frames)
+        self.clip_stride = default_clip_stride(self.frames, self.frequency) if clip_stride is None else \
+            positive_int("clip_stride", clip_stride)
+        # the drawn start of the parent class is replaced by the grid
+        self.start_indexes = {name: clip_grid(int(count), self.frames, self.frequency, self.clip_stride)
+                              for name, count in zip(self.vnames, self.num_frames)}
+        self.clip_counts = np.array([len(self.start_indexes[name]) for name in self.vnames], dtype=np.int64)
+        self.n_clips = None

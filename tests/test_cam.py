@@ -9,7 +9,7 @@ from PIL import Image
 import models
 from conftest import read_all_frames
 import utils.pictures.cam as cam_module
-from datasets.echonet import denormalise, normalise
+from datasets.clips import denormalise, normalise
 from utils.evaluation.grad_cam import grad_cam
 from utils.pictures.cam import overlay, save_cam_strip, write_cam_video
 

@@ -15,7 +15,7 @@ from datasets import (MEAN, STD, EchoNet, EchoNetFixedClips, EchoNetRNC, EchoNet
                       decode_video, frame_count, load_start_indexes, open_cached, save_start_indexes)
 from datasets.cache import colour_table
 from utils.script.errors import BadInputError
-from datasets.echonet import NORMALISED, shifted_crop
+from datasets.clips import NORMALISED, cut_clips, normalise, shifted_crop
 
 from conftest import OFFICIAL_STARTS, SAMPLES, read_all_frames
 
@@ -282,6 +282,25 @@ def test_shifted_crop_is_torchvisions_padded_random_crop():
             expected = TF.crop(torch.from_numpy(clip), top - 6, left - 6, 112, 112).numpy()  # pads with zeros
             assert np.array_equal(shifted_crop(clip, top, left), expected), (top, left)
     assert (shifted_crop(clip, 12, 0)[..., -6:, :] == 0).all() and (shifted_crop(clip, 12, 0)[..., :-6, 6:] > 0).all()
+
+
+def test_one_cutter_for_open_videos_and_decoded_frames(data, tmp_path):
+    path = data / "Videos" / "V003.avi"  # 20 frames, padded to 8 x 3 = 24: the clips at 1 and 2 end in padding
+    decoded = decode_video(path)
+    starts, offsets = [0, 2, 1], [(0, 12), (6, 6), (12, 3)]
+    plain = cut_clips(decoded, starts, 8, 3)
+    assert plain.shape == (3, 3, 8, 112, 112) and plain.dtype == torch.float32
+    for clip, start in zip(plain, starts):
+        assert torch.allclose(clip, expected_clip(decoded, start, 8, 3), atol=1e-6)
+    with VideoReader(path) as reader:
+        assert torch.equal(cut_clips(reader, starts, 8, 3), plain)
+    with open_cached(path, tmp_path) as cached:  # one grey channel and its colour table
+        assert cached.colour_lut is not None and torch.equal(cut_clips(cached, starts, 8, 3), plain)
+        cropped = cut_clips(cached, starts, 8, 3, offsets)
+    padded = np.concatenate([decoded, np.zeros((4, 112, 112, 3), np.uint8)])
+    for clip, start, offset in zip(cropped, starts, offsets):
+        frames = shifted_crop(padded[start + 3 * np.arange(8)].transpose(3, 0, 1, 2), *offset)
+        assert torch.equal(clip, torch.from_numpy(normalise(frames)))
 
 
 def test_rnc_views_differ_but_come_from_one_decode(data, monkeypatch):

@@ -22,8 +22,8 @@ import torch
 import predict
 import test_with_three_clips
 from conftest import REPO_ROOT, SAMPLES
-from datasets.clip_grid import EchoNetAllClips, clip_grid, cut_clips, default_clip_stride
-from datasets.echonet import NORMALISED, normalise
+from datasets.clips import NORMALISED, clip_grid, cut_clips, default_clip_stride, normalise
+from datasets.echonet import EchoNetAllClips
 from datasets.video import decode_video, frame_count
 from models import get_feature_extractor, get_shallow_mlp_head
 from test_video_input import intersection, write_dicom, write_screen_recording

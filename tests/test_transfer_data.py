@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from datasets.sources import camus, hmcqu, label_folder
-from datasets.echonet import MEAN, STD
+from datasets.clips import MEAN, STD
 from datasets.synthetic.transfer import MARKER_BASE, MARKER_STEP, make_synthetic_camus, make_synthetic_hmcqu
 from utils.evaluation import folds
 

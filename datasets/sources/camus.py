@@ -48,7 +48,7 @@ import torch
 
 from utils.script.errors import BadInputError, MissingInputError
 
-from ..echonet import normalise
+from ..clips import normalise
 from ..video import SIZE
 
 VIEWS = ("4CH", "2CH")
