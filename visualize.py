@@ -39,10 +39,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from datasets import EchoNetTest, decode_video, num_starts
-from datasets.echonet import denormalise
+from datasets import EchoNetAllClips, EchoNetTest, decode_video, num_starts
+from datasets.clips import cut_clips, denormalise
 from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
-from datasets.clip_grid import EchoNetAllClips, cut_clips
 from datasets.video import SIZE
 from models import build_model, load_weights, read_weights
 from utils.evaluation import projection
