@@ -19,8 +19,9 @@ from pydicom.encaps import encapsulate  # noqa: E402
 from pydicom.uid import (ExplicitVRLittleEndian, JPEGBaseline8Bit, JPEGLSLossless,  # noqa: E402
                          UltrasoundMultiFrameImageStorage, generate_uid)
 
-from datasets.sources.any_video import (dicom_frame_rate, expand_inputs, find_moving_sector, load_echo_video,  # noqa: E402
-                                parse_crop, resample_frames)
+from datasets.sources.any_video import (expand_inputs, find_moving_sector, load_echo_video, parse_crop,  # noqa: E402
+                                        resample_frames)
+from datasets.sources.dicom import dicom_frame_rate  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
 from utils.script.errors import BadInputError, MissingInputError  # noqa: E402
 

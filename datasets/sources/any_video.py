@@ -4,12 +4,10 @@ EchoNet-Dynamic videos are grey, 112x112, ~50 fps, and hold only the ultrasound 
 authors cropped away text, ECG and everything outside the scanning sector and downsampled.
 `load_echo_video` repeats that on a user's video:
 
-1. Decode once. OpenCV reads .avi/.mp4/.mov/.mkv; pydicom reads DICOM (by extension .dcm/.dicom
-   or by the 'DICM' marker at byte 128, so extension-less files work too), frame by frame
-   (`pydicom.pixels.iter_pixels` on the path), 8-bit MONOCHROME1/2, RGB and YBR_FULL(_422)
-   (pydicom removes the 4:2:2 subsampling and converts YBR to RGB). Compressed transfer
-   syntaxes go through pydicom's decoder plugins; a missing plugin is reported in one line with
-   the package to pip install. Every frame is turned grey right away (cv2 BT.601 weights), so
+1. Decode once. OpenCV reads .avi/.mp4/.mov/.mkv; DICOM (by extension .dcm/.dicom or by the 'DICM'
+   marker at byte 128) is read frame by frame by `datasets.sources.dicom` (8-bit MONOCHROME1/2, RGB,
+   YBR_FULL(_422); compressed syntaxes through pydicom's plugins, a missing one named in one line with
+   the package to pip install). Every frame is turned grey right away (cv2 BT.601 weights), so
    memory is one byte per source pixel: a 600x800 video of 200 frames holds ~96 MB (measured:
    ~150 MB peak for such an MP4, ~115 MB for such a DICOM, RGB or grey).
 2. Crop the sector, box (x, y, w, h) in source pixels:
@@ -49,9 +47,7 @@ pixel format, missing decoder, bad crop box).
 from __future__ import annotations
 
 import glob
-import math
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence, Union
@@ -61,13 +57,13 @@ import numpy as np
 
 from utils.script.errors import BadInputError, MissingInputError
 
+from ..text import positive_number
 from ..video import SIZE, decode_video
+from .dicom import DICOM_EXTENSIONS, MIN_FRAMES, dicom_frame_rate, dicom_frames, is_dicom_file, read_dicom_header
 
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
-DICOM_EXTENSIONS = (".dcm", ".dicom")
 DEFAULT_FPS = 50.0  # EchoNet-Dynamic frame rate
 FPS_TOLERANCE = 0.005  # rates within 0.5% of the target are not resampled
-MIN_FRAMES = 2  # a single image has no motion and is no video
 
 # auto crop
 MOTION_FLOOR = 1.0  # grey levels of mean frame-to-frame change that surely are motion
@@ -101,16 +97,6 @@ class EchoVideoInfo:
 
 
 # ---------------------------------------------------------------- finding the input files
-
-def is_dicom_file(path: str | os.PathLike) -> bool:
-    """True if the file carries the DICOM Part 10 marker 'DICM' after its 128-byte preamble."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(132)
-    except OSError:
-        return False
-    return len(head) == 132 and head[128:] == b"DICM"
-
 
 def _looks_like_video(path: Path) -> bool:
     """Folder/glob rule: a video or DICOM extension, or any other file with the DICM marker."""
@@ -259,128 +245,6 @@ def resample_frames(frames: np.ndarray, source_fps: float | None, target_fps: fl
     return frames[indices], float(target_fps), f"resampled {source_fps:g} -> {target_fps:g} fps (nearest frame)"
 
 
-# ---------------------------------------------------------------- DICOM
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
-
-
-# pydicom names plugin requirements by import name; on PyPI gdcm is python-gdcm
-_PIP_NAMES = {"gdcm": "python-gdcm"}
-
-
-def _pip_name(requirement: str) -> str:
-    """'gdcm>=3.0.10' -> 'python-gdcm>=3.0.10' (the version part is kept)."""
-    name = re.match(r"[A-Za-z0-9_.\-]*", requirement).group(0)
-    return _PIP_NAMES.get(name, name) + requirement[len(name):]
-
-
-def _missing_decoder_message(path: str, transfer_syntax: str, pydicom_message: str) -> str:
-    """pydicom's 'all plugins are missing dependencies:\\n\\tNAME - requires A and B' -> one line
-    with pip commands, the pylibjpeg option first (pure pip wheels)."""
-    options = []
-    for line in pydicom_message.splitlines()[1:]:
-        if " - requires " in line:
-            needs = [r.strip() for r in line.split(" - requires ", 1)[1].split(" and ")]
-            needs = [_pip_name(r) for r in needs if r != "numpy"]
-            options.append("pip install " + " ".join(f'"{r}"' if ">" in r or "<" in r else r for r in needs))
-    options.sort(key=lambda o: "pylibjpeg" not in o)
-    how = " or ".join(options) if options else "install a pydicom pixel-data plugin (see pydicom's docs)"
-    return f"{path}: DICOM pixel data is compressed ({transfer_syntax}) and no decoder is installed: {how}"
-
-
-def _positive_number(value) -> float | None:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None
-
-
-def dicom_frame_rate(header) -> tuple[float | None, str | None]:
-    """(frames per second, tag it came from), acquisition timing first: 1000 / FrameTime (ms per frame),
-    1000 / the mean of FrameTimeVector's increments, CineRate, then RecommendedDisplayFrameRate (a playback
-    hint, which a scanner may set apart from the acquisition rate); (None, None) if none is positive."""
-    frame_time = _positive_number(header.get("FrameTime"))
-    if frame_time is not None:
-        return 1000.0 / frame_time, "FrameTime"
-    try:  # ms since the previous frame, the first entry 0
-        increments = [float(v) for v in list(header.get("FrameTimeVector") or [])[1:]]
-    except (TypeError, ValueError):
-        increments = []
-    mean = _positive_number(np.mean(increments)) if increments else None
-    if mean is not None:
-        return 1000.0 / mean, "FrameTimeVector"
-    for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
-        rate = _positive_number(header.get(keyword))
-        if rate is not None:
-            return rate, keyword
-    return None, None
-
-
-_SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
-
-
-def _read_dicom_header(path: str):
-    """DICOM header (everything before the pixel data), checked for a decodable 8-bit video."""
-    import pydicom  # only needed for DICOM input
-    from pydicom.errors import InvalidDicomError
-
-    try:
-        header = pydicom.dcmread(path, stop_before_pixels=True, force=not is_dicom_file(path))
-    except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError) as e:
-        raise BadInputError(f"{path}: not a readable DICOM file ({_one_line(e)})") from None
-    if "Rows" not in header or "Columns" not in header:
-        raise BadInputError(f"{path}: not a readable DICOM image (no Rows/Columns in its header)")
-    # no NumberOfFrames: a single image
-    frames = int(_positive_number(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
-    if frames == 0:
-        raise BadInputError(f"{path}: DICOM file has no frames")
-    if frames < MIN_FRAMES:
-        raise BadInputError(f"{path}: single-frame DICOM (one image); a video (multi-frame DICOM) is needed")
-    photometric = str(header.get("PhotometricInterpretation", "")).strip()
-    if photometric not in _SUPPORTED_PHOTOMETRIC:
-        raise BadInputError(f"{path}: DICOM PhotometricInterpretation {photometric or '(missing)'} is not "
-                            f"supported (supported: {', '.join(_SUPPORTED_PHOTOMETRIC)})")
-    if header.get("BitsAllocated") != 8:
-        raise BadInputError(f"{path}: DICOM pixel data has {header.get('BitsAllocated')} bits allocated; "
-                            "only 8-bit echo videos are supported")
-    return header
-
-
-def _dicom_pixel_frames(path: str, header, n_frames: int) -> Iterator[np.ndarray]:
-    """pydicom's decoded frames, one at a time (YBR converted to RGB)."""
-    from pydicom.pixels import iter_pixels, pixel_array
-
-    transfer_syntax = header.file_meta.get("TransferSyntaxUID")
-    if header.PhotometricInterpretation == "YBR_FULL_422" and not getattr(transfer_syntax, "is_encapsulated", True):
-        # pydicom 3.0 iter_pixels finds frame 2+ of uncompressed (subsampled) 4:2:2 data at the
-        # wrong offset; reading frame by frame by index is right and still one frame in memory
-        for index in range(n_frames):
-            yield pixel_array(path, index=index)
-    else:
-        yield from iter_pixels(path)
-
-
-def _dicom_frames(path: str, header) -> Iterator[np.ndarray]:
-    """Frames one at a time: [H, W] grey (MONOCHROME1 inverted) or [H, W, 3] RGB, uint8."""
-    transfer_syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
-    syntax_name = getattr(transfer_syntax, "name", None) or str(transfer_syntax or "unknown transfer syntax")
-    invert = header.PhotometricInterpretation == "MONOCHROME1"
-    try:
-        for frame in _dicom_pixel_frames(path, header, int(header.NumberOfFrames)):
-            frame = np.asarray(frame, dtype=np.uint8)
-            if frame.ndim == 3 and frame.shape[-1] == 1:
-                frame = frame[..., 0]
-            yield 255 - frame if invert else frame
-    except Exception as e:  # pydicom raises RuntimeError/ValueError/NotImplementedError/...; make it one line
-        message = str(e)
-        if "missing dependencies" in message:
-            raise BadInputError(_missing_decoder_message(path, syntax_name, message)) from None
-        hint = "; MPEG video inside DICOM is not read here: export the clip as MP4/AVI" if "MPEG" in syntax_name else ""
-        raise BadInputError(f"{path}: cannot decode DICOM pixel data ({syntax_name}): {_one_line(e)}{hint}") from None
-
-
 # ---------------------------------------------------------------- OpenCV containers
 
 def _open_capture(path: str) -> cv2.VideoCapture:
@@ -392,7 +256,7 @@ def _open_capture(path: str) -> cv2.VideoCapture:
 
 
 def _opencv_fps(capture: cv2.VideoCapture) -> float | None:
-    rate = _positive_number(capture.get(cv2.CAP_PROP_FPS))
+    rate = positive_number(capture.get(cv2.CAP_PROP_FPS))
     return rate if rate is not None and rate < 1000 else None  # some containers report nonsense
 
 
@@ -421,10 +285,10 @@ class _Source:
 
 def _open_source(path: str) -> _Source:
     if is_dicom_file(path) or Path(path).suffix.lower() in DICOM_EXTENSIONS:
-        header = _read_dicom_header(path)
+        header = read_dicom_header(path)
         fps, tag = dicom_frame_rate(header)
         note = f"frame rate from DICOM {tag}" if tag else "no frame rate in the DICOM header"
-        return _Source(True, int(header.Columns), int(header.Rows), fps, _dicom_frames(path, header), [note])
+        return _Source(True, int(header.Columns), int(header.Rows), fps, dicom_frames(path, header), [note])
     capture = _open_capture(path)
     return _Source(False, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
                    _opencv_fps(capture), _opencv_grey_frames(capture), [], capture)
@@ -487,7 +351,7 @@ def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps
     if not os.path.isfile(path):
         raise BadInputError(f"{path} is not a file")
     crop = parse_crop(crop)
-    if _positive_number(target_fps) is None and target_fps != 0:
+    if positive_number(target_fps) is None and target_fps != 0:
         raise BadInputError(f"target_fps must be a positive number of frames per second, or 0, got {target_fps!r}")
 
     source = _open_source(path)
