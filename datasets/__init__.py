@@ -11,6 +11,7 @@
 - `headers`: every video's frame count read from its header before any work starts, cached.
 - `start_indexes`: fixed test starts, loaded (pickle with a safe unpickler, JSON, CSV) and saved (JSON).
 - `tables`: reading a user's CSV file with one-line errors; `text`: file names and message helpers.
+- `transfer`: the labelled videos of transfer_learning.py (CAMUS, HMC-QU, a folder) and their clips.
 - `sources/`: readers of other data: any echo video incl. DICOM (`any_video`, `dicom`), all grid clips of
   video files for predict.py (`video_files`), CAMUS (`camus`), HMC-QU (`hmcqu`), a labelled folder
   (`label_folder`).
