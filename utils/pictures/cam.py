@@ -13,6 +13,7 @@ from utils.pictures.plots import cam_strip_figure, save_figure
 
 # Tried in order; the first that this OpenCV build can open is used, else an animated GIF (Pillow).
 VIDEO_FORMATS = (("mp4v", ".mp4"), ("MJPG", ".avi"))
+BROWSER_FORMATS = (("VP80", ".webm"),)  # what a web page's <video> plays (the web page, app.py)
 CLIP_FPS = 12.5  # EchoNet is filmed at 50 frames/s and clips take every 4th frame
 
 
@@ -29,16 +30,17 @@ def overlay(frames, cam, alpha=0.5, colormap=cv2.COLORMAP_JET):
     return np.rint((1 - weight) * frames + weight * heat).astype(np.uint8)
 
 
-def write_cam_video(path, frames, cam, fps=CLIP_FPS, alpha=0.5):
+def write_cam_video(path, frames, cam, fps=CLIP_FPS, alpha=0.5, formats=VIDEO_FORMATS):
     """Write the clip's RGB frames [T, H, W, 3] uint8 (datasets.echonet.denormalise of a clip) (left) beside
     the clip with the map overlaid (right).
 
     MP4 (mp4v) when this OpenCV build can encode it, else MJPG AVI, else an animated GIF: the extension
     of `path` is replaced by the one written. Returns the path written (atomically, via atomic_open).
+    `formats`: the (fourcc, extension) pairs to try first (BROWSER_FORMATS: WebM, which browsers play).
     """
     side_by_side = np.concatenate([frames, overlay(frames, cam, alpha)], axis=2)
     stem = os.path.splitext(os.fspath(path))[0]
-    for fourcc, extension in VIDEO_FORMATS:
+    for fourcc, extension in formats:
         data = _encode_with_opencv(side_by_side, fourcc, extension, fps)
         if data:
             break

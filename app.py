@@ -1,0 +1,433 @@
+"""A local web page for one echo: upload a video (AVI/MP4/MOV/MKV or DICOM), get its EF, see how it was read.
+
+    python app.py --pretrained_weights best.pth --model uniformer_small [--host 127.0.0.1] [--port 7860]
+    python app.py                      # the demo's model (save/demo, written by `bash demo.sh`)
+
+Built with Gradio. The page reads and scores a file exactly as predict.py does (its options come from
+predict.parse_option, the clips from predict.video_clips, the EF from predict.score_videos, the CSV row from
+predict.csv_row), so its EF for a file equals predict.py's for the same options. It shows the EF (mean +- SD
+over clips) with its range, the first frame with the crop used, the EF per clip along the video (as
+predict.py --plot) and the Grad-CAM of one clip (as visualize.py cam; click the curve or pick the clip), and
+offers the CSV row(s). Every option of predict.py that is not listed in --help (--frames, --frequency,
+--target_fps, --clip_stride, --batch_size, --device, --amp, --depthwise, --crop: the page's default) is
+taken as predict.py takes it.
+
+Safe by default: it listens on 127.0.0.1, makes no share link and sends no analytics; uploads are limited
+to --max_upload_mb and to video/DICOM files; everything it writes (uploads too) goes into one temporary
+folder, removed when it stops; it shows and logs no DICOM header field; one job runs at a time (a queue).
+"""
+import argparse
+import functools
+import html
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+import predict
+from datasets.clips import denormalise
+from datasets.sources.any_video import VIDEO_EXTENSIONS, _open_source, _to_rgb
+from datasets.sources.archive_clips import FAILED, SCORED, SKIPPED
+from datasets.sources.dicom import DICOM_EXTENSIONS, is_dicom_file
+from datasets.synthetic.echonet import make_synthetic_echonet
+from utils.engine.amp import amp_dtype
+from utils.engine.distributed import init_distributed
+from utils.evaluation.grad_cam import grad_cam
+from utils.pictures.cam import BROWSER_FORMATS, write_cam_video
+from utils.pictures.plots import plt, video_ef_figure
+from utils.script.cli import run_main
+from utils.script.errors import BadInputError, UserError
+from utils.script.options import parser_with_defaults, positive_int
+
+ROOT = Path(__file__).resolve().parent
+DEMO_WEIGHTS = ROOT / "save" / "demo" / "stage2" / "best.pth"
+DEMO_ARGS = ["--model", "uniformer_tiny", "--frames", "16", "--frequency", "4"]  # as demo.sh trains it
+DISCLAIMER = ("**Research tool, not a diagnosis.** The EF comes from a model trained on EchoNet-Dynamic "
+              "apical-4-chamber videos; it has not been validated for clinical use.")
+KEPT_JOBS = 4  # job folders (CSV, pictures) kept in the temporary folder; older ones are removed
+CSS = """
+.ef-row {display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 1.2em; padding: .4em 0;
+         border-bottom: 1px solid #ddd}
+.ef-value {font-size: 2.6em; font-weight: 700}
+.ef-name {font-weight: 600; min-width: 10em}
+.ef-range {font-size: 1.2em; font-weight: 600}
+.ef-normal {color: #1a7f37} .ef-mild {color: #9a6700} .ef-reduced {color: #cf222e}
+.ef-meta, .ef-notes {width: 100%; color: #555} .ef-error {color: #cf222e; font-weight: 600}
+"""
+
+
+# ---------------------------------------------------------------- options and model
+
+def parse_option(argv=None):
+    """(the page's own options, predict.py's options for scoring)."""
+    parser = parser_with_defaults("app.py", "A local web page that scores echo videos with a CoReEcho model. "
+                                            "Other options are predict.py's (python predict.py --help).")
+    parser.add_argument("--pretrained_weights", default=None,
+                        help=f"a CoReEcho checkpoint or hf://OWNER/REPO/FILE; default: the demo's model "
+                             f"({DEMO_WEIGHTS.relative_to(ROOT)}) when it exists")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on; 0.0.0.0 lets every machine that reaches this one use the page")
+    parser.add_argument("--port", type=positive_int, default=7860)
+    parser.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted")
+    args, rest = parser.parse_known_args(argv)
+    weights, prefix = args.pretrained_weights, []
+    if weights is None:
+        if not DEMO_WEIGHTS.is_file():
+            raise BadInputError(f"no --pretrained_weights and no demo model ({DEMO_WEIGHTS}): run `bash demo.sh` "
+                                "first, or pass --pretrained_weights CKPT|hf://OWNER/REPO/FILE")
+        weights, prefix = str(DEMO_WEIGHTS), DEMO_ARGS
+    # the page reads each file in its own process (progress bar); --output and --plot are never written
+    opt = predict.parse_option(["(upload)", "--pretrained_weights", weights, *prefix, *rest, "--num_workers", "0"])
+    if opt.inputs != ["(upload)"]:
+        raise BadInputError(f"app.py takes no input files ({' '.join(opt.inputs[1:])}): upload them on the page")
+    predict.parse_crop(opt.crop)
+    return args, opt
+
+
+class Scorer:
+    """The model of the page and how it runs (predict.load_scorer, on predict.py's device and AMP)."""
+
+    def __init__(self, opt):
+        self.opt = opt
+        self.device = init_distributed(opt.device).device
+        self.amp = amp_dtype(opt.amp, self.device)
+        self.model, self.regressor, self.weights = predict.load_scorer(opt, self.device)
+
+
+# ---------------------------------------------------------------- what the page shows
+
+def ef_range(ef):
+    """The range of an EF (%), judged on the value shown (one decimal): (label, CSS class)."""
+    shown = round(float(ef), 1)
+    if shown >= 50:
+        return "normal (≥ 50 %)", "ef-normal"
+    if shown > 40:
+        return "mildly reduced (41-49 %)", "ef-mild"
+    return "reduced (≤ 40 %)", "ef-reduced"
+
+
+def rate_text(fps, used):
+    return (f"{fps:g} fps found" if fps else "no frame rate found") + \
+        (f", {used:g} fps used" if used else ", frames used as they are")
+
+
+def summary_html(videos):
+    """One row per file: the EF in large type with its range, clips and frame rates; or the file's error."""
+    rows = []
+    for video in videos:
+        name = f'<span class="ef-name">{html.escape(video["name"])}</span>'
+        if video["status"] != SCORED:  # skipped (not a cine loop, too short) or failed: the one line why
+            line = f"{video['name']}: skipped: {video['error']}" if video["status"] == SKIPPED else video["error"]
+            rows.append(f'<div class="ef-row">{name}<span class="ef-error">{html.escape(line)}</span></div>')
+            continue
+        ef = video["clip_ef"]
+        label, kind = ef_range(ef.mean())
+        crop = f"crop {video['crop']}" if video["crop"] else "used as it is (112x112)"
+        meta = (f"{len(ef)} clip(s) of {video['n_frames']} frames; {rate_text(video['fps'], video['fps_used'])}; "
+                f"{crop}")
+        notes = "".join(f"<div>{html.escape(note)}</div>" for note in video["notes"])
+        rows.append(f'<div class="ef-row">{name}<span class="ef-value">{ef.mean():.1f} ± {ef.std():.1f} %</span>'
+                    f'<span class="ef-range {kind}">{label}</span><div class="ef-meta">{html.escape(meta)}</div>'
+                    f'<div class="ef-notes">{notes}</div></div>')
+    return '<div id="ef-rows">' + "".join(rows) + "</div>"
+
+
+def first_frame_with_crop(path, crop):
+    """The first frame of the original file (RGB, as predict.py decodes it) with the crop box drawn on it;
+    a 112x112 video that is used as it is gets no box. Small frames are enlarged so the box shows."""
+    source = _open_source(path)
+    try:
+        frame = _to_rgb(next(source.frames)).copy()
+    finally:
+        if source.capture is not None:
+            source.capture.release()
+    scale = max(1, round(336 / max(frame.shape[:2])))
+    frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else frame
+    if crop:
+        x, y, w, h = (scale * int(v) for v in crop.split(","))
+        thickness = max(2, round(max(frame.shape[:2]) / 200))
+        cv2.rectangle(frame, (x, y), (x + w - 1, y + h - 1), (255, 40, 40), thickness)
+    return frame
+
+
+def curve_picture(video, chosen):
+    """predict.py --plot's figure of the video with clip `chosen` ringed, as RGB pixels, and the x pixel of
+    every clip (to find the clip clicked on)."""
+    starts, ef = video["starts"], video["clip_ef"]
+    fig = video_ef_figure(starts, ef, video["preview"], video["preview_indexes"], title=video["name"])
+    axis = fig.axes[0]
+    axis.plot(starts[chosen], ef[chosen], "o", ms=14, mfc="none", mec="tab:red", mew=2,
+              label=f"Grad-CAM clip (frame {starts[chosen]})")
+    axis.legend(loc="best", fontsize=8)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
+    x_pixels = axis.transData.transform(np.c_[starts, ef])[:, 0]
+    plt.close(fig)
+    return pixels, x_pixels
+
+
+def cam_file(scorer, video, chosen, folder):
+    """visualize.py cam's Grad-CAM of clip `chosen` as a video the browser plays (WebM; GIF without VP8)."""
+    heat, ef = grad_cam(scorer.model, scorer.regressor, video["clips"][chosen])
+    path = write_cam_video(os.path.join(folder, f"cam_{video['starts'][chosen]}.webm"),
+                           denormalise(video["clips"][chosen]), heat, formats=BROWSER_FORMATS)
+    return path, ef
+
+
+def clip_choices(video):
+    return [(f"frame {s}: EF {e:.1f} %", k) for k, (s, e) in enumerate(zip(video["starts"], video["clip_ef"]))]
+
+
+# ---------------------------------------------------------------- scoring
+
+class WatchedClips(torch.utils.data.Dataset):
+    """predict.video_clips' dataset, telling the progress bar what is read and how far the model is, and
+    timing the reading (the rest of the scoring loop is the model)."""
+
+    def __init__(self, dataset, names, progress):
+        self.dataset, self.names, self.progress = dataset, names, progress
+        self.read_s, self.clips_read, self.clips_done = 0.0, 0, 0
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getitem__(self, index):
+        self.progress((index, len(self)), desc=f"reading {self.names[index]}", unit="files")
+        began = time.perf_counter()
+        item = self.dataset[index]
+        self.read_s += time.perf_counter() - began
+        self.clips_read += len(item["starts"])
+        return item
+
+    def after_forward(self, module, inputs, output):
+        self.clips_done += len(inputs[0])
+        self.progress((self.clips_done, max(self.clips_read, self.clips_done)), desc="clips", unit="clips")
+
+
+def accepted(path):
+    """One upload is read only if it is a video or DICOM by name, or carries the DICOM marker."""
+    return Path(path).suffix.lower() in VIDEO_EXTENSIONS + DICOM_EXTENSIONS or is_dicom_file(path)
+
+
+def score_files(scorer, paths, crop, progress):
+    """(videos: one dict per file, in order, CSV rows, timing {read, model}) through predict.py's path."""
+    opt = argparse.Namespace(**{**vars(scorer.opt), "crop": crop})
+    names = [Path(p).name for p in paths]
+    readable = [p for p in paths if accepted(p)]
+    dataset = WatchedClips(predict.video_clips(opt, readable, preview=predict.PREVIEW_FRAMES),
+                           [Path(p).name for p in readable], progress)
+    scored = {}
+    handle = scorer.model.register_forward_hook(dataset.after_forward)
+    began = time.perf_counter()
+    try:
+        for item, clip_ef in predict.score_videos(opt, scorer.model, scorer.regressor, dataset, scorer.device,
+                                                  scorer.amp):
+            scored[item["path"]] = (item, clip_ef)
+    finally:
+        handle.remove()
+    timing = {"read": dataset.read_s, "model": time.perf_counter() - began - dataset.read_s}
+    videos, rows = [], []
+    for path, name in zip(paths, names):
+        if path not in scored:
+            error = f"{name}: not a video this page reads (AVI/MP4/MOV/MKV or DICOM)"
+            videos.append({"name": name, "error": error, "status": FAILED})
+            rows.append({"file": name, "n_clips": 0, "error": error, "status": FAILED})
+            continue
+        item, clip_ef = scored[path]
+        # the upload is known by its name; its copy's modification time is not the user's file's
+        row = {**predict.csv_row(item, clip_ef), "file": name, "file_mtime_ns": None}
+        row["error"] = row["error"].replace(path, name)  # the upload's temporary path means nothing to the user
+        rows.append(row)
+        videos.append({"name": name, "path": path, "error": row["error"], "status": row["status"], "clip_ef": clip_ef,
+                       "starts": item["starts"].numpy(), "clips": item["image"], "preview": item["preview"].numpy(),
+                       "preview_indexes": item["preview_indexes"].numpy(), "crop": item["crop"],
+                       "notes": item["notes"], "fps": item["fps"], "fps_used": item["fps_used"],
+                       "n_frames": item["n_frames"]})
+    return videos, rows, timing
+
+
+def write_csv(rows, folder):
+    """predict.py's per-video CSV (same columns and number format) of the page's files."""
+    path = os.path.join(folder, "coreecho_ef.csv")
+    table = pd.DataFrame(rows, columns=predict.CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})
+    table.to_csv(path, index=False, float_format="%.5f")
+    return path
+
+
+def job_folder(root):
+    """A fresh folder for one job's files; only the newest KEPT_JOBS are kept."""
+    jobs = Path(root, "jobs")
+    jobs.mkdir(exist_ok=True)
+    for old in sorted(jobs.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_JOBS + 1]:
+        shutil.rmtree(old, ignore_errors=True)
+    folder = jobs / uuid.uuid4().hex
+    folder.mkdir()
+    return str(folder)
+
+
+# ---------------------------------------------------------------- the page
+
+def example_video(root):
+    """One synthetic EchoNet-format video (datasets.synthetic.echonet), made at start-up: the same every time
+    (seeded), and no binary in the repository. Its name carries the EF it was drawn with."""
+    folder = make_synthetic_echonet(Path(root, "example"), n=6, seed=0, min_frames=100, max_frames=120)
+    first = pd.read_csv(folder / "FileList.csv").iloc[0]
+    path = Path(root, f"synthetic_ef{first['EF']:.0f}.avi")
+    os.replace(folder / "Videos" / f"{first['FileName']}.avi", path)
+    shutil.rmtree(folder)
+    return str(path)
+
+
+def build_page(scorer, root, example):
+    import gradio as gr
+
+    def views(state, k, chosen=None, progress=None):
+        """The pictures of video k: first frame and crop, EF curve, Grad-CAM of clip `chosen`."""
+        video = state["videos"][k]
+        ef = video["clip_ef"]
+        chosen = int(np.argmin(np.abs(ef - ef.mean()))) if chosen is None else int(chosen)
+        curve, video["x_pixels"] = curve_picture(video, chosen)
+        if progress is not None:
+            progress(0.5, desc="Grad-CAM")
+        cam, cam_ef = cam_file(scorer, video, chosen, state["folder"])
+        crop = f"crop {video['crop']} ({state['crop']})" if video["crop"] else "112x112: used as it is"
+        webm = cam.endswith(".webm")
+        return {clip_pick: gr.update(choices=clip_choices(video), value=chosen),
+                frame: gr.update(value=first_frame_with_crop(video["path"], video["crop"]),
+                                 label=f"{video['name']}: first frame, {crop}"),
+                curve_view: curve,
+                cam_video: gr.update(value=cam if webm else None, visible=webm,
+                                     label=f"Grad-CAM of the clip at frame {video['starts'][chosen]} "
+                                           f"(EF {cam_ef:.1f} %): clip | overlay"),
+                cam_gif: gr.update(value=None if webm else cam, visible=not webm)}
+
+    def cleared(message):
+        return {summary: f'<div class="ef-error">{html.escape(message)}</div>', csv_file: None, memory: None,
+                video_pick: gr.update(choices=[], value=None), clip_pick: gr.update(choices=[], value=None),
+                frame: None, curve_view: None, cam_video: None, cam_gif: None}
+
+    def guarded(handler):
+        """Bad input never breaks the page: a user error is its one line, anything else a short line too."""
+        @functools.wraps(handler)  # Gradio reads the handler's signature (progress bar, click position)
+        def run(*args, **kwargs):
+            try:
+                return handler(*args, **kwargs)
+            except UserError as e:
+                return cleared(" ".join(str(e).split()))
+            except Exception as e:  # noqa: BLE001 - the server must stay up for the next upload
+                import traceback
+                traceback.print_exc()
+                return cleared(f"error: {type(e).__name__}: {' '.join(str(e).split())}")
+        return run
+
+    def on_score(files, crop, progress=gr.Progress()):
+        if not files:
+            return cleared("Upload a video first (or press Example).")
+        crop = crop.strip() or "auto"
+        predict.parse_crop(crop)
+        began = time.perf_counter()
+        state = {"folder": job_folder(root), "crop": crop}
+        state["videos"], rows, timing = score_files(scorer, list(files), crop, progress)
+        good = [k for k, video in enumerate(state["videos"]) if video["status"] == SCORED]
+        result = {summary: summary_html(state["videos"]), csv_file: write_csv(rows, state["folder"]), memory: state,
+                  video_pick: gr.update(choices=[(state["videos"][k]["name"], k) for k in good],
+                                        value=good[0] if good else None)}
+        scored_s = time.perf_counter() - began
+        result.update(views(state, good[0], progress=progress) if good else
+                      {k: v for k, v in cleared("").items() if k not in result})
+        pictures_s = time.perf_counter() - began - scored_s
+        print(f"job: {len(files)} file(s), {len(good)} scored; read {timing['read']:.2f} s, model "
+              f"{timing['model']:.2f} s, EF after {scored_s:.2f} s, pictures {pictures_s:.2f} s", flush=True)
+        return result
+
+    def on_video(state, k, progress=gr.Progress()):
+        return views(state, k, progress=progress) if state and k is not None else {}
+
+    def on_clip(state, k, chosen, progress=gr.Progress()):
+        return views(state, k, chosen, progress) if state and k is not None and chosen is not None else {}
+
+    def on_curve_click(state, k, evt: gr.SelectData):
+        if not state or k is None:
+            return {}
+        x_pixels = state["videos"][k]["x_pixels"]
+        return views(state, k, int(np.argmin(np.abs(x_pixels - evt.index[0]))))
+
+    with gr.Blocks(title="CoReEcho: EF of an echo video", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
+        gr.Markdown("# CoReEcho: ejection fraction of an echo video")
+        gr.Markdown(DISCLAIMER, elem_id="disclaimer")
+        with gr.Row():
+            with gr.Column(scale=1):
+                files = gr.File(label="Echo video(s): AVI, MP4, MOV, MKV or DICOM", file_count="multiple",
+                                type="filepath", elem_id="upload")
+                crop_box = gr.Textbox(value=scorer.opt.crop, label="Crop", elem_id="crop",
+                                      info="auto (the moving sector), none, or x,y,w,h in pixels (predict.py --crop)")
+                with gr.Row():
+                    score_button = gr.Button("Score", variant="primary", elem_id="score")
+                    example_button = gr.Button("Example (synthetic video)", elem_id="example")
+            with gr.Column(scale=2):
+                summary = gr.HTML(elem_id="summary")
+                csv_file = gr.File(label="CSV (predict.py's columns)", elem_id="csv")
+        with gr.Row():
+            video_pick = gr.Dropdown(label="Video shown below", choices=[], elem_id="video-pick")
+            clip_pick = gr.Dropdown(label="Grad-CAM clip (or click a clip on the curve)", choices=[],
+                                    elem_id="clip-pick")
+        with gr.Row():
+            frame = gr.Image(label="First frame and crop", interactive=False, format="png", elem_id="crop-image")
+            cam_video = gr.Video(label="Grad-CAM", interactive=False, autoplay=True, loop=True, elem_id="cam-video")
+            cam_gif = gr.Image(label="Grad-CAM: clip | overlay", interactive=False, visible=False, elem_id="cam-gif")
+        curve_view = gr.Image(label="EF per clip along the video (click a clip for its Grad-CAM)", interactive=False,
+                              format="png", elem_id="curve")
+        memory = gr.State()  # the last job's videos (clips, EFs), for the pictures
+        everything = [summary, csv_file, memory, video_pick, clip_pick, frame, curve_view, cam_video, cam_gif]
+        pictures = [clip_pick, frame, curve_view, cam_video, cam_gif]
+        score_button.click(guarded(on_score), [files, crop_box], everything, concurrency_id="model")
+        example_button.click(lambda: [example], None, files, queue=False).then(
+            guarded(on_score), [files, crop_box], everything, concurrency_id="model")
+        video_pick.input(guarded(on_video), [memory, video_pick], pictures, concurrency_id="model")
+        clip_pick.input(guarded(on_clip), [memory, video_pick, clip_pick], pictures, concurrency_id="model")
+        curve_view.select(guarded(on_curve_click), [memory, video_pick], pictures, concurrency_id="model")
+    return page
+
+
+def stop(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does, so the temporary folder is removed
+
+
+def main(argv=None):
+    args, opt = parse_option(argv)
+    scorer = Scorer(opt)
+    root = tempfile.mkdtemp(prefix="coreecho-app-")
+    # Gradio keeps uploads and outputs in GRADIO_TEMP_DIR: inside the folder removed at the end. No analytics.
+    os.environ.update(GRADIO_TEMP_DIR=os.path.join(root, "gradio"), GRADIO_ANALYTICS_ENABLED="False")
+    try:
+        page = build_page(scorer, root, example_video(root))
+        if args.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: listening on {args.host}: anyone who reaches this machine can upload files and read "
+                  "the results (no login)", file=sys.stderr, flush=True)
+        print(f"Model {opt.pretrained_weights} ({opt.model}, clips of {opt.frames} frames every {opt.frequency}), "
+              f"device {scorer.device}, AMP {scorer.amp or 'off'}", flush=True)
+        signal.signal(signal.SIGTERM, stop)
+        page.queue(default_concurrency_limit=1).launch(
+            server_name=args.host, server_port=args.port, share=False, max_file_size=f"{args.max_upload_mb}mb",
+            allowed_paths=[root], ssr_mode=False, run_history=False, mcp_server=False, footer_links=[], css=CSS,
+            show_error=False, inbrowser=False)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+def cli():
+    raise SystemExit(main())
+
+
+if __name__ == "__main__":
+    run_main(cli)

@@ -1,0 +1,220 @@
+"""app.py, the web page, driven in a real headless Chromium (Selenium with Debian's chromium-driver).
+
+One server for the module (a tiny seeded UniFormer on 8-frame clips, a temporary folder of its own as TMPDIR)
+and one browser. Uploads: a 640x480 MP4 screen recording with text and a border, a DICOM that carries a patient
+name, and a real EchoNet video when ../shared holds the samples; the page's EF, the CSV it offers and the crop
+must be predict.py's for the same files and options. Then bad files (corrupt, a still image DICOM, a text
+file), each its one line on the page, and the example button right after. Skipped only without a browser.
+"""
+import csv
+import io
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import predict
+from conftest import REPO_ROOT, free_port
+from test_predict import SAMPLE_VIDEOS, checkpoint  # noqa: F401 (checkpoint: the tiny seeded model, a fixture)
+from test_video_input import write_dicom, write_screen_recording
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+DRIVER = shutil.which("chromedriver")
+try:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+except ImportError:
+    webdriver = None
+
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
+              pytest.mark.skipif(webdriver is None or not (CHROMIUM and DRIVER),
+                                 reason="no browser: Selenium, chromium and chromedriver are needed (.ci/run installs "
+                                        "Debian's chromium and chromium-driver; pip install selenium)")]
+MODEL = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--device", "cpu"]
+PATIENT = "DOE^JANE"
+WAIT = 120  # seconds: the shared 2-core machine can be slow
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):  # noqa: F811 (pytest passes the imported fixture)
+    """app.py on a free port, started here and waited for by `open_page` (it starts while the rest is set up);
+    its TMPDIR is a folder of the test's, to see it left empty."""
+    root = tmp_path_factory.mktemp("app")
+    scratch = root / "tmp"
+    scratch.mkdir()
+    port = free_port()
+    log = open(root / "app.log", "w")
+    process = subprocess.Popen([sys.executable, "app.py", "--pretrained_weights", str(checkpoint), *MODEL,
+                                "--port", str(port)], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+                               env={**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"})
+    yield {"url": f"http://127.0.0.1:{port}/", "process": process, "log": root / "app.log", "scratch": scratch}
+    if process.poll() is None:
+        process.kill()
+    log.close()
+
+
+def open_page(browser, server):
+    deadline = time.time() + WAIT
+    while True:
+        try:
+            urllib.request.urlopen(server["url"], timeout=2).close()
+            break
+        except OSError:
+            if server["process"].poll() is not None or time.time() > deadline:
+                server["process"].kill()
+                pytest.fail(f"app.py did not start: {server['log'].read_text()[-3000:]}")
+            time.sleep(0.3)
+    browser.get(server["url"])
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--window-size=1400,1700", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture(scope="module")
+def videos(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    screen, _ = write_screen_recording(folder)
+    grey = np.random.default_rng(2).integers(0, 256, (40, 112, 112), dtype=np.uint8)  # 0.8 s at 50 fps
+    patient = write_dicom(folder / "patient.dcm", grey, FrameTime=20, PatientName=PATIENT, PatientID="12345")
+    good = [screen, patient] + ([shutil.copy(SAMPLE_VIDEOS[0], folder)] if SAMPLE_VIDEOS else [])
+    (folder / "corrupt.avi").write_bytes(np.random.default_rng(0).bytes(4000))
+    write_dicom(folder / "still.dcm", grey[:1], PatientName=PATIENT)
+    (folder / "notes.txt").write_text("not a video\n")
+    bad = [folder / "corrupt.avi", folder / "still.dcm", folder / "notes.txt"]
+    return {"good": [str(p) for p in good], "bad": [str(p) for p in bad], "folder": folder}
+
+
+def wait(browser, condition, what):
+    return WebDriverWait(browser, WAIT, poll_frequency=0.2).until(lambda _: condition(), message=what)
+
+
+def submit(browser, button="score", paths=()):
+    """Upload `paths` (after clearing the previous ones) and press `button`; returns the new result rows."""
+    browser.execute_script("document.getElementById('ef-rows')?.setAttribute('data-old', '1')")
+    if paths:
+        for clear in browser.find_elements(By.CSS_SELECTOR, "#upload button[aria-label=Clear]"):
+            clear.click()
+        upload = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#upload input[type=file]"),
+                      "the upload field")[0]
+        upload.send_keys("\n".join(map(str, paths)))
+        wait(browser, lambda: all(os.path.basename(p).rsplit(".", 1)[0] in browser.find_element(By.ID, "upload").text
+                                  for p in paths), "the uploads listed")
+    browser.find_element(By.ID, button).click()
+    rows = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#ef-rows:not([data-old]) .ef-row"),
+                "a new result")
+    return {row.find_element(By.CLASS_NAME, "ef-name").text: row for row in rows}
+
+
+def loaded(browser, selector):
+    """True once the element shows decoded content (an image's pixels, a video's frames)."""
+    return browser.execute_script(
+        "const e = document.querySelector(arguments[0]); if (!e) return false;"
+        "return e.tagName === 'IMG' ? e.complete && e.naturalWidth > 0 : e.readyState >= 2 && e.duration > 0;",
+        selector)
+
+
+def cam_label(browser):
+    return browser.find_element(By.CSS_SELECTOR, "#cam-video label").text
+
+
+@pytest.fixture(scope="module")
+def scored(server, browser, videos, checkpoint, tmp_path_factory):  # noqa: F811
+    """The good uploads on the page, and predict.py on the same files with the same options."""
+    out = tmp_path_factory.mktemp("predict") / "ef.csv"
+    assert predict.main(["--pretrained_weights", str(checkpoint), *MODEL, "--num_workers", "0",
+                         "--output", str(out), *videos["good"]]) == 0
+    open_page(browser, server)
+    rows = submit(browser, paths=videos["good"])
+    for selector in ("#crop-image img", "#curve img", "#cam-video video"):
+        wait(browser, lambda: loaded(browser, selector), selector)
+    link = browser.find_element(By.CSS_SELECTOR, "#csv a").get_attribute("href")
+    with urllib.request.urlopen(link) as response:
+        page_csv = response.read().decode()
+    return {"rows": {name: row.text for name, row in rows.items()}, "page_csv": page_csv,
+            "predict": pd.read_csv(out, dtype=str, keep_default_na=False), "predict_csv": out.read_text()}
+
+
+def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, videos, scored, tmp_path):
+    names = [os.path.basename(p) for p in videos["good"]]
+    assert sorted(scored["rows"]) == sorted(names)  # one row per file
+    table = scored["predict"]
+    for path, name in zip(videos["good"], names):
+        row = table[table["file"] == path].iloc[0]
+        ef, sd = float(row["ef"]), float(row["ef_std"])
+        shown = scored["rows"][name]
+        assert f"{ef:.1f} ± {sd:.1f} %" in shown, (name, shown)
+        assert f"{row['n_clips']} clip(s)" in shown and ("normal" in shown or "reduced" in shown)
+    # the CSV offered is predict.py's, the file's path and time aside (the page has only a copy of each upload)
+    page = list(csv.reader(io.StringIO(scored["page_csv"])))
+    mine = list(csv.reader(io.StringIO(scored["predict_csv"])))
+    assert page[0] == mine[0] == predict.CSV_COLUMNS
+    time_column = predict.CSV_COLUMNS.index("file_mtime_ns")
+    assert {r[time_column] for r in page[1:]} == {""}
+    assert sorted(r[1:time_column] for r in page[1:]) == sorted(r[1:time_column] for r in mine[1:])
+    assert sorted(os.path.basename(r[0]) for r in mine[1:]) == sorted(r[0] for r in page[1:])
+    # the crop shown is the one predict.py used
+    screen = table[table["file"].str.endswith("screen.mp4")].iloc[0]
+    frame_label = browser.find_element(By.CSS_SELECTOR, "#crop-image label").text
+    assert frame_label == f"screen.mp4: first frame, crop {screen['crop']} (auto)"
+    assert "Research tool, not a diagnosis" in browser.find_element(By.ID, "disclaimer").text
+    assert "Grad-CAM of the clip at frame" in cam_label(browser)
+    # nothing from elsewhere: every resource the page loaded came from the app
+    resources = browser.execute_script("return performance.getEntriesByType('resource').map(e => e.name)")
+    assert resources and all(r.startswith(server["url"]) for r in resources), resources
+    assert PATIENT.split("^")[0] not in browser.find_element(By.TAG_NAME, "body").text
+    shot = tmp_path / "page.png"
+    assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_clicking_the_curve_shows_that_clips_grad_cam(browser, scored):
+    before = cam_label(browser)
+    curve = browser.find_element(By.CSS_SELECTOR, "#curve img")
+    # the far left of the figure is nearest to the first clip (frame 0); the default clip (nearest the mean) is not
+    assert "frame 0 " not in before
+    webdriver.ActionChains(browser).move_to_element_with_offset(curve, -curve.size["width"] // 2 + 3, 0).click() \
+        .perform()
+    wait(browser, lambda: "clip at frame 0 " in cam_label(browser), "the Grad-CAM of clip 0")
+    wait(browser, lambda: loaded(browser, "#cam-video video"), "the new Grad-CAM video")
+
+
+def test_bad_files_show_their_error_and_the_page_goes_on(server, browser, videos, scored):
+    rows = submit(browser, paths=videos["bad"])
+    assert sorted(rows) == ["corrupt.avi", "notes.txt", "still.dcm"]
+    for name, words in (("corrupt.avi", "cannot be opened as a video"), ("still.dcm", "skipped: single frame: not a cine loop"),
+                        ("notes.txt", "not a video this page reads")):
+        text = rows[name].find_element(By.CLASS_NAME, "ef-error").text
+        assert text.startswith(f"{name}: ") and words in text and "\n" not in text, text
+    assert not browser.find_elements(By.CSS_SELECTOR, "#curve img")  # the last video's pictures are gone
+    rows = submit(browser, button="example")  # the server is still up and scores the next file
+    (name, row), = rows.items()
+    assert name.startswith("synthetic_ef") and name.endswith(".avi") and " %" in row.text
+    wait(browser, lambda: loaded(browser, "#cam-video video"), "the example's Grad-CAM")
+
+
+def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored):
+    browser.get("about:blank")  # no open connection for the server to wait for
+    process = server["process"]
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 0
+    log = server["log"].read_text()
+    assert "Traceback" not in log and PATIENT not in log and "12345" not in log
+    assert list(server["scratch"].iterdir()) == []  # uploads, pictures, CSVs, the example: all removed
