@@ -30,17 +30,18 @@ def overlay(frames, cam, alpha=0.5, colormap=cv2.COLORMAP_JET):
     return np.rint((1 - weight) * frames + weight * heat).astype(np.uint8)
 
 
-def write_cam_video(path, frames, cam, fps=CLIP_FPS, alpha=0.5, formats=VIDEO_FORMATS):
-    """Write the clip's RGB frames [T, H, W, 3] uint8 (datasets.echonet.denormalise of a clip) (left) beside
+def write_cam_video(path, frames, cam, fps=CLIP_FPS, alpha=0.5, formats=None):
+    """Write the clip's RGB frames [T, H, W, 3] uint8 (datasets.clips.denormalise of a clip) (left) beside
     the clip with the map overlaid (right).
 
     MP4 (mp4v) when this OpenCV build can encode it, else MJPG AVI, else an animated GIF: the extension
     of `path` is replaced by the one written. Returns the path written (atomically, via atomic_open).
-    `formats`: the (fourcc, extension) pairs to try first (BROWSER_FORMATS: WebM, which browsers play).
+    `formats`: the (fourcc, extension) pairs to try first (default VIDEO_FORMATS; BROWSER_FORMATS: WebM, which
+    browsers play).
     """
     side_by_side = np.concatenate([frames, overlay(frames, cam, alpha)], axis=2)
     stem = os.path.splitext(os.fspath(path))[0]
-    for fourcc, extension in formats:
+    for fourcc, extension in formats or VIDEO_FORMATS:  # read at call time (tests change VIDEO_FORMATS)
         data = _encode_with_opencv(side_by_side, fourcc, extension, fps)
         if data:
             break
