@@ -9,7 +9,7 @@ A NumPy .npz archive (np.load(path) reads it; nothing in it needs pickle) with f
 - ``predictions``  float64 [N]     the EF predicted by the checkpoint's regressor (mean over the clips)
 - ``meta``         str (0-d)       a JSON object: ``format_version`` (1), ``checkpoint`` (absolute path),
   ``split``, ``frames``, ``frequency``, ``clips`` ("three": the fixed test clips, "all": every clip on
-  the grid of datasets.clip_grid), and whatever else the writer adds (model, n_clips, clip_stride,
+  the grid of datasets.clips.clip_grid), and whatever else the writer adds (model, n_clips, clip_stride,
   start_indexes, written_by, ...).
 
 Files are written atomically (utils.files.atomic.atomic_open). A file that is not such an archive, lacks an array
