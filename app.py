@@ -8,9 +8,8 @@ predict.parse_option, the clips from predict.video_clips, the EF from predict.sc
 predict.csv_row), so its EF for a file equals predict.py's for the same options. It shows the EF (mean +- SD
 over clips) with its range, the first frame with the crop used, the EF per clip along the video (as
 predict.py --plot) and the Grad-CAM of one clip (as visualize.py cam; click the curve or pick the clip), and
-offers the CSV row(s). Every option of predict.py that is not listed in --help (--frames, --frequency,
---target_fps, --clip_stride, --batch_size, --device, --amp, --depthwise, --crop: the page's default) is
-taken as predict.py takes it.
+offers the CSV row(s). Every other option (--frames, --frequency, --target_fps, --batch_size, --device, --amp,
+--crop: the page's default, ...) is predict.py's.
 
 Safe by default: it listens on 127.0.0.1, makes no share link and sends no analytics; uploads are limited
 to --max_upload_mb and to video/DICOM files; everything it writes (uploads too) goes into one temporary
@@ -19,12 +18,15 @@ folder, removed when it stops; it shows and logs no DICOM header field; one job 
 import argparse
 import functools
 import html
+import importlib
+import inspect
 import os
 import shutil
 import signal
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from pathlib import Path
 
@@ -35,7 +37,7 @@ import torch
 
 import predict
 from datasets.clips import denormalise
-from datasets.sources.any_video import VIDEO_EXTENSIONS, _open_source, _to_rgb
+from datasets.sources.any_video import VIDEO_EXTENSIONS, _open_source, _to_rgb, parse_crop
 from datasets.sources.archive_clips import FAILED, SCORED, SKIPPED
 from datasets.sources.dicom import DICOM_EXTENSIONS, is_dicom_file
 from datasets.synthetic.echonet import make_synthetic_echonet
@@ -48,21 +50,17 @@ from utils.script.cli import run_main
 from utils.script.errors import BadInputError, UserError
 from utils.script.options import parser_with_defaults, positive_int
 
+gr = None  # gradio, imported by main() once GRADIO_TEMP_DIR is set (gradio fixes folders when imported)
 ROOT = Path(__file__).resolve().parent
 DEMO_WEIGHTS = ROOT / "save" / "demo" / "stage2" / "best.pth"
 DEMO_ARGS = ["--model", "uniformer_tiny", "--frames", "16", "--frequency", "4"]  # as demo.sh trains it
 DISCLAIMER = ("**Research tool, not a diagnosis.** The EF comes from a model trained on EchoNet-Dynamic "
               "apical-4-chamber videos; it has not been validated for clinical use.")
 KEPT_JOBS = 4  # job folders (CSV, pictures) kept in the temporary folder; older ones are removed
-CSS = """
-.ef-row {display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 1.2em; padding: .4em 0;
-         border-bottom: 1px solid #ddd}
-.ef-value {font-size: 2.6em; font-weight: 700}
-.ef-name {font-weight: 600; min-width: 10em}
-.ef-range {font-size: 1.2em; font-weight: 600}
-.ef-normal {color: #1a7f37} .ef-mild {color: #9a6700} .ef-reduced {color: #cf222e}
-.ef-meta, .ef-notes {width: 100%; color: #555} .ef-error {color: #cf222e; font-weight: 600}
-"""
+CSS = """.ef-row {display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 1.2em; padding: .4em 0;
+border-bottom: 1px solid #ddd} .ef-value {font-size: 2.6em; font-weight: 700} .ef-name {font-weight: 600}
+.ef-range {font-size: 1.2em; font-weight: 600} .ef-normal {color: #1a7f37} .ef-mild {color: #9a6700}
+.ef-reduced {color: #cf222e} .ef-meta, .ef-notes {width: 100%; color: #555} .ef-error {color: #cf222e}"""
 
 
 # ---------------------------------------------------------------- options and model
@@ -89,7 +87,7 @@ def parse_option(argv=None):
     opt = predict.parse_option(["(upload)", "--pretrained_weights", weights, *prefix, *rest, "--num_workers", "0"])
     if opt.inputs != ["(upload)"]:
         raise BadInputError(f"app.py takes no input files ({' '.join(opt.inputs[1:])}): upload them on the page")
-    predict.parse_crop(opt.crop)
+    parse_crop(opt.crop)
     return args, opt
 
 
@@ -142,8 +140,8 @@ def summary_html(videos):
 
 
 def first_frame_with_crop(path, crop):
-    """The first frame of the original file (RGB, as predict.py decodes it) with the crop box drawn on it;
-    a 112x112 video that is used as it is gets no box. Small frames are enlarged so the box shows."""
+    """The first frame of the original file (any_video's own reader: the frame the box was found on, RGB) with
+    the crop box drawn; a 112x112 video used as it is gets no box. Small frames are enlarged so the box shows."""
     source = _open_source(path)
     try:
         frame = _to_rgb(next(source.frames)).copy()
@@ -287,115 +285,141 @@ def example_video(root):
     return str(path)
 
 
-def build_page(scorer, root, example):
-    import gradio as gr
+class Page:
+    """The Gradio page (`self.blocks`) and its handlers; every event that runs the model shares one queue slot."""
 
-    def views(state, k, chosen=None, progress=None):
-        """The pictures of video k: first frame and crop, EF curve, Grad-CAM of clip `chosen`."""
+    def __init__(self, scorer, root, example):
+        self.scorer, self.root, self.example = scorer, root, example
+        with gr.Blocks(title="CoReEcho: EF of an echo video", analytics_enabled=False,
+                       delete_cache=(3600, 3600)) as self.blocks:
+            self._layout()
+            self._wire()
+
+    def _layout(self):
+        gr.Markdown("# CoReEcho: ejection fraction of an echo video")
+        gr.Markdown(DISCLAIMER, elem_id="disclaimer")
+        with gr.Row():
+            with gr.Column(scale=1):
+                self.files = gr.File(label="Echo video(s): AVI, MP4, MOV, MKV or DICOM", file_count="multiple",
+                                     type="filepath", elem_id="upload")
+                self.crop = gr.Textbox(value=self.scorer.opt.crop, label="Crop", elem_id="crop",
+                                       info="auto (the moving sector), none, or x,y,w,h in pixels (predict.py --crop)")
+                with gr.Row():
+                    self.score_button = gr.Button("Score", variant="primary", elem_id="score")
+                    self.example_button = gr.Button("Example (synthetic video)", elem_id="example")
+            with gr.Column(scale=2):
+                self.summary = gr.HTML(elem_id="summary")
+                self.csv_file = gr.File(label="CSV (predict.py's columns)", elem_id="csv")
+        with gr.Row():
+            self.video_pick = gr.Dropdown(label="Video shown below", choices=[], elem_id="video-pick")
+            self.clip_pick = gr.Dropdown(label="Grad-CAM clip (or click a clip on the curve)", choices=[],
+                                         elem_id="clip-pick")
+        with gr.Row():
+            self.frame = gr.Image(label="First frame and crop", interactive=False, format="png", elem_id="crop-image")
+            self.cam_video = gr.Video(label="Grad-CAM", interactive=False, autoplay=True, loop=True,
+                                      elem_id="cam-video")
+            self.cam_gif = gr.Image(label="Grad-CAM: clip | overlay", interactive=False, visible=False,
+                                    elem_id="cam-gif")
+        self.curve = gr.Image(label="EF per clip along the video (click a clip for its Grad-CAM)", interactive=False,
+                              format="png", elem_id="curve")
+        self.memory = gr.State()  # the last job's videos (clips, EFs), for the pictures
+
+    def _wire(self):
+        everything = [self.summary, self.csv_file, self.memory, self.video_pick, self.clip_pick, self.frame,
+                      self.curve, self.cam_video, self.cam_gif]
+        pictures = [self.clip_pick, self.frame, self.curve, self.cam_video, self.cam_gif]
+
+        # Gradio gives a handler a progress bar or the click by the defaults and types of its parameters
+        def score(files, crop, progress=gr.Progress()):
+            return self.on_score(files, crop, progress)
+
+        def pick_video(state, k, progress=gr.Progress()):
+            return self.views(state, k, progress=progress) if state and k is not None else {}
+
+        def pick_clip(state, k, chosen, progress=gr.Progress()):
+            return self.views(state, k, chosen, progress) if state and k is not None and chosen is not None else {}
+
+        def click_curve(state, k, evt: gr.SelectData):
+            return self.on_curve_click(state, k, evt.index[0])
+
+        self.score_button.click(self.guarded(score), [self.files, self.crop], everything, concurrency_id="model")
+        self.example_button.click(lambda: [self.example], None, self.files, queue=False).then(
+            self.guarded(score), [self.files, self.crop], everything, concurrency_id="model")
+        self.video_pick.input(self.guarded(pick_video), [self.memory, self.video_pick], pictures,
+                              concurrency_id="model")
+        self.clip_pick.input(self.guarded(pick_clip), [self.memory, self.video_pick, self.clip_pick], pictures,
+                             concurrency_id="model")
+        self.curve.select(self.guarded(click_curve), [self.memory, self.video_pick], pictures, concurrency_id="model")
+
+    def views(self, state, k, chosen=None, progress=None):
+        """The pictures of video k: first frame and crop, EF curve, Grad-CAM of clip `chosen` (default: the clip
+        nearest the video's EF)."""
         video = state["videos"][k]
         ef = video["clip_ef"]
         chosen = int(np.argmin(np.abs(ef - ef.mean()))) if chosen is None else int(chosen)
         curve, video["x_pixels"] = curve_picture(video, chosen)
         if progress is not None:
             progress(0.5, desc="Grad-CAM")
-        cam, cam_ef = cam_file(scorer, video, chosen, state["folder"])
+        cam, cam_ef = cam_file(self.scorer, video, chosen, state["folder"])
         crop = f"crop {video['crop']} ({state['crop']})" if video["crop"] else "112x112: used as it is"
         webm = cam.endswith(".webm")
-        return {clip_pick: gr.update(choices=clip_choices(video), value=chosen),
-                frame: gr.update(value=first_frame_with_crop(video["path"], video["crop"]),
-                                 label=f"{video['name']}: first frame, {crop}"),
-                curve_view: curve,
-                cam_video: gr.update(value=cam if webm else None, visible=webm,
-                                     label=f"Grad-CAM of the clip at frame {video['starts'][chosen]} "
-                                           f"(EF {cam_ef:.1f} %): clip | overlay"),
-                cam_gif: gr.update(value=None if webm else cam, visible=not webm)}
+        return {self.clip_pick: gr.update(choices=clip_choices(video), value=chosen),
+                self.frame: gr.update(value=first_frame_with_crop(video["path"], video["crop"]),
+                                      label=f"{video['name']}: first frame, {crop}"),
+                self.curve: curve,
+                self.cam_video: gr.update(value=cam if webm else None, visible=webm,
+                                          label=f"Grad-CAM of the clip at frame {video['starts'][chosen]} "
+                                                f"(EF {cam_ef:.1f} %): clip | overlay"),
+                self.cam_gif: gr.update(value=None if webm else cam, visible=not webm)}
 
-    def cleared(message):
-        return {summary: f'<div class="ef-error">{html.escape(message)}</div>', csv_file: None, memory: None,
-                video_pick: gr.update(choices=[], value=None), clip_pick: gr.update(choices=[], value=None),
-                frame: None, curve_view: None, cam_video: None, cam_gif: None}
+    def cleared(self, message):
+        return {self.summary: f'<div class="ef-error">{html.escape(message)}</div>', self.csv_file: None,
+                self.memory: None, self.video_pick: gr.update(choices=[], value=None),
+                self.clip_pick: gr.update(choices=[], value=None), self.frame: None, self.curve: None,
+                self.cam_video: None, self.cam_gif: None}
 
-    def guarded(handler):
-        """Bad input never breaks the page: a user error is its one line, anything else a short line too."""
+    def guarded(self, handler):
+        """Bad input never breaks the page: a user error is its one line, anything else a short line too.
+        Every handler is a generator to Gradio (on_score shows the EF before the pictures)."""
         @functools.wraps(handler)  # Gradio reads the handler's signature (progress bar, click position)
         def run(*args, **kwargs):
             try:
-                return handler(*args, **kwargs)
+                result = handler(*args, **kwargs)
+                yield from (result if inspect.isgenerator(result) else [result])
             except UserError as e:
-                return cleared(" ".join(str(e).split()))
+                yield self.cleared(" ".join(str(e).split()))
             except Exception as e:  # noqa: BLE001 - the server must stay up for the next upload
-                import traceback
                 traceback.print_exc()
-                return cleared(f"error: {type(e).__name__}: {' '.join(str(e).split())}")
+                yield self.cleared(f"error: {type(e).__name__}: {' '.join(str(e).split())}")
         return run
 
-    def on_score(files, crop, progress=gr.Progress()):
+    def on_score(self, files, crop, progress):
         if not files:
-            return cleared("Upload a video first (or press Example).")
+            yield self.cleared("Upload a video first (or press Example).")
+            return
         crop = crop.strip() or "auto"
-        predict.parse_crop(crop)
+        parse_crop(crop)
         began = time.perf_counter()
-        state = {"folder": job_folder(root), "crop": crop}
-        state["videos"], rows, timing = score_files(scorer, list(files), crop, progress)
+        state = {"folder": job_folder(self.root), "crop": crop}
+        state["videos"], rows, timing = score_files(self.scorer, list(files), crop, progress)
         good = [k for k, video in enumerate(state["videos"]) if video["status"] == SCORED]
-        result = {summary: summary_html(state["videos"]), csv_file: write_csv(rows, state["folder"]), memory: state,
-                  video_pick: gr.update(choices=[(state["videos"][k]["name"], k) for k in good],
-                                        value=good[0] if good else None)}
+        # the EF first (the last job's pictures cleared), then the pictures of the first video scored
+        yield {**self.cleared(""), self.summary: summary_html(state["videos"]), self.memory: state,
+               self.csv_file: write_csv(rows, state["folder"]),
+               self.video_pick: gr.update(choices=[(state["videos"][k]["name"], k) for k in good],
+                                          value=good[0] if good else None)}
         scored_s = time.perf_counter() - began
-        result.update(views(state, good[0], progress=progress) if good else
-                      {k: v for k, v in cleared("").items() if k not in result})
+        if good:
+            yield self.views(state, good[0], progress=progress)
         pictures_s = time.perf_counter() - began - scored_s
         print(f"job: {len(files)} file(s), {len(good)} scored; read {timing['read']:.2f} s, model "
               f"{timing['model']:.2f} s, EF after {scored_s:.2f} s, pictures {pictures_s:.2f} s", flush=True)
-        return result
 
-    def on_video(state, k, progress=gr.Progress()):
-        return views(state, k, progress=progress) if state and k is not None else {}
-
-    def on_clip(state, k, chosen, progress=gr.Progress()):
-        return views(state, k, chosen, progress) if state and k is not None and chosen is not None else {}
-
-    def on_curve_click(state, k, evt: gr.SelectData):
+    def on_curve_click(self, state, k, x):
+        """The Grad-CAM of the clip nearest to the x pixel clicked on the curve."""
         if not state or k is None:
             return {}
-        x_pixels = state["videos"][k]["x_pixels"]
-        return views(state, k, int(np.argmin(np.abs(x_pixels - evt.index[0]))))
-
-    with gr.Blocks(title="CoReEcho: EF of an echo video", analytics_enabled=False, delete_cache=(3600, 3600)) as page:
-        gr.Markdown("# CoReEcho: ejection fraction of an echo video")
-        gr.Markdown(DISCLAIMER, elem_id="disclaimer")
-        with gr.Row():
-            with gr.Column(scale=1):
-                files = gr.File(label="Echo video(s): AVI, MP4, MOV, MKV or DICOM", file_count="multiple",
-                                type="filepath", elem_id="upload")
-                crop_box = gr.Textbox(value=scorer.opt.crop, label="Crop", elem_id="crop",
-                                      info="auto (the moving sector), none, or x,y,w,h in pixels (predict.py --crop)")
-                with gr.Row():
-                    score_button = gr.Button("Score", variant="primary", elem_id="score")
-                    example_button = gr.Button("Example (synthetic video)", elem_id="example")
-            with gr.Column(scale=2):
-                summary = gr.HTML(elem_id="summary")
-                csv_file = gr.File(label="CSV (predict.py's columns)", elem_id="csv")
-        with gr.Row():
-            video_pick = gr.Dropdown(label="Video shown below", choices=[], elem_id="video-pick")
-            clip_pick = gr.Dropdown(label="Grad-CAM clip (or click a clip on the curve)", choices=[],
-                                    elem_id="clip-pick")
-        with gr.Row():
-            frame = gr.Image(label="First frame and crop", interactive=False, format="png", elem_id="crop-image")
-            cam_video = gr.Video(label="Grad-CAM", interactive=False, autoplay=True, loop=True, elem_id="cam-video")
-            cam_gif = gr.Image(label="Grad-CAM: clip | overlay", interactive=False, visible=False, elem_id="cam-gif")
-        curve_view = gr.Image(label="EF per clip along the video (click a clip for its Grad-CAM)", interactive=False,
-                              format="png", elem_id="curve")
-        memory = gr.State()  # the last job's videos (clips, EFs), for the pictures
-        everything = [summary, csv_file, memory, video_pick, clip_pick, frame, curve_view, cam_video, cam_gif]
-        pictures = [clip_pick, frame, curve_view, cam_video, cam_gif]
-        score_button.click(guarded(on_score), [files, crop_box], everything, concurrency_id="model")
-        example_button.click(lambda: [example], None, files, queue=False).then(
-            guarded(on_score), [files, crop_box], everything, concurrency_id="model")
-        video_pick.input(guarded(on_video), [memory, video_pick], pictures, concurrency_id="model")
-        clip_pick.input(guarded(on_clip), [memory, video_pick, clip_pick], pictures, concurrency_id="model")
-        curve_view.select(guarded(on_curve_click), [memory, video_pick], pictures, concurrency_id="model")
-    return page
+        return self.views(state, k, int(np.argmin(np.abs(state["videos"][k]["x_pixels"] - x))))
 
 
 def stop(signum, frame):
@@ -406,10 +430,13 @@ def main(argv=None):
     args, opt = parse_option(argv)
     scorer = Scorer(opt)
     root = tempfile.mkdtemp(prefix="coreecho-app-")
-    # Gradio keeps uploads and outputs in GRADIO_TEMP_DIR: inside the folder removed at the end. No analytics.
+    # Gradio reads these when a page is made and launched: uploads and outputs in the folder removed at the end;
+    # no analytics, no version check (nothing leaves the machine)
     os.environ.update(GRADIO_TEMP_DIR=os.path.join(root, "gradio"), GRADIO_ANALYTICS_ENABLED="False")
+    global gr
+    gr = importlib.import_module("gradio")
     try:
-        page = build_page(scorer, root, example_video(root))
+        page = Page(scorer, root, example_video(root)).blocks
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: listening on {args.host}: anyone who reaches this machine can upload files and read "
                   "the results (no login)", file=sys.stderr, flush=True)
