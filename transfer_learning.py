@@ -11,16 +11,21 @@ dict, or `none` (random weights, seeded by --seed); local paths or hf://OWNER/RE
 tells them apart).
 
 Data (--dataset), listed and cut into clips by datasets.transfer:
-- camus: datasets.sources.camus (--views 4CH / 2CH / both, default both; every view is one video of its patient). A
-  video's clip goes from ED to ES, resampled to --frames (--frequency is not used), 112x112.
-- hmcqu: datasets.sources.hmcqu (A4C recordings and the sheet; MI = any segment 1).
+- camus: datasets.sources.camus (--views 4CH by default, one sequence per patient as the released code; 2CH or
+  both, every view one video of its patient). A video's clip goes from ED to ES, resampled to --frames
+  (--frequency is not used), 112x112.
+- hmcqu: datasets.sources.hmcqu (the published A4C / A2C sheets, --hmcqu_view; MI = any segment MI).
+  --hmcqu_frames cycle (default): clips over the annotated cycle (Reference Frame -> End of Cycle); all: the
+  whole recording.
 - folder: datasets.sources.label_folder (labels.csv with `file,label`, optionally `patient`): an EF in % means
   regression, labels that are all 0 / 1 classification (--task overrides).
 HMC-QU and folder videos go through datasets.sources.any_video.load_echo_video (sector crop, --target_fps 50,
 112x112), then the EchoNet clip protocol: clips of --frames frames every --frequency-th frame on the grid of
-datasets.clips.clip_grid over the WHOLE video (a clip every --clip_stride frames plus the last possible
-start), normalised as the EchoNet datasets do. A video's output is the mean over its clips (of the EF, or of
-the MI probability).
+datasets.clips.clip_grid (a clip every --clip_stride frames plus the last possible start). A video's output is
+the mean over its clips (of the EF, or of the MI probability). Clips are normalised with the EchoNet mean / std
+(--normalisation echonet: the inputs every encoder here was trained on; a frozen encoder cannot adapt to others),
+except that --dataset camus --mode finetune follows the released CAMUS fine-tuning: its mean 40.94405 / std
+54.723774 and a random affine augmentation of the training clips (--aug affine; --aug alone: a 6-pixel shift).
 
 Folds (utils.evaluation.folds) split patients, never videos. CAMUS: the released protocol, patients sorted, fold k
 validates on the k-th block (10 folds of 50 for the 500 patients). HMC-QU: stratified by MI, shuffled by
@@ -28,22 +33,22 @@ validates on the k-th block (10 folds of 50 for the 500 patients). HMC-QU: strat
 --shuffle_folds shuffles the contiguous blocks by --seed. A fold's validation patients are its test set.
 
 Modes:
-- linear / mlp: the encoder is frozen. Every clip is embedded once and cached (--cache_dir, default
-  OUTPUT_DIR/embedding_cache; keyed by the checkpoint file's path, size and modification time, the video
+- linear / mlp (transfer.frozen): the encoder is frozen. Every clip is embedded once and cached (--cache_dir,
+  default OUTPUT_DIR/embedding_cache; keyed by the checkpoint file's path, size and modification time, the video
   file's path, size and modification time, and the clip settings, so a change of any of them recomputes).
   Per fold a head is trained on the standardised clip embeddings of the training videos for
   --head_epochs epochs (AdamW, cosine schedule, no selection on the test fold): nn.Linear (linear) or
   models.get_shallow_mlp_head (mlp). Regression: L1 on the EF (standardised by the training fold);
   classification: cross-entropy over two logits, the MI probability is the softmax of the second.
-- finetune: encoder + shallow MLP head trained end to end per fold (L1 / cross-entropy) through utils.training.run.Run:
-  --amp, torchrun (DDP on every rank), --resume, a folder per fold with best.pth / last.pth. best.pth is chosen
-  on an inner validation split of the fold's TRAINING patients (--finetune_val_fraction; MAE, or
-  cross-entropy for classes), then scored once on the fold's test patients.
+- finetune (transfer.finetune): encoder + shallow MLP head trained end to end per fold (L1 / cross-entropy)
+  through utils.training.run.Run: --amp, torchrun (DDP on every rank), --resume, a folder per fold with
+  best.pth / last.pth. best.pth is chosen on an inner validation split of the fold's TRAINING patients
+  (--finetune_val_fraction; MAE, or cross-entropy for classes), then scored once on the fold's test patients.
 
-Writes to --output_dir: results.json (settings, folds, every checkpoint's per-fold metrics, means, standard
-deviations and pooled metrics, a training-mean / majority-class baseline), summary.csv and summary.md (mean ±
-SD over folds), predictions.csv (checkpoint, fold, video, patient, label, prediction, probability),
-plots/ (per checkpoint: predicted-vs-true EF with Bland-Altman, or ROC curves per fold and pooled) and
+Writes to --output_dir (transfer.report): results.json (settings, folds, every checkpoint's per-fold metrics,
+means, standard deviations and pooled metrics, a training-mean / majority-class baseline), summary.csv and
+summary.md (mean ± SD over folds), predictions.csv (checkpoint, fold, video, patient, label, prediction,
+probability), plots/ (per checkpoint: predicted-vs-true EF with Bland-Altman, or ROC curves per fold and pooled) and
 transfer.log. The Markdown table is printed at the end.
 """
 import argparse
@@ -58,7 +63,7 @@ import numpy as np
 from datasets.clips import default_clip_stride
 from datasets.sources import camus, hmcqu, label_folder
 from datasets.sources.any_video import DEFAULT_FPS, parse_crop
-from datasets.transfer import ClipSpec, camus_videos, folder_videos, hmcqu_videos
+from datasets.transfer import AUGMENTATIONS, NORMALISATIONS, ClipSpec, camus_videos, folder_videos, hmcqu_videos
 from transfer.experiment import Experiment, name_checkpoints, read_checkpoint
 from transfer.finetune import finetuned_outputs
 from transfer.frozen import frozen_outputs
@@ -120,17 +125,26 @@ def parse_option(argv=None):
                         help="hmcqu / folder: auto = the moving sector, none = whole frame, or x,y,w,h")
     parser.add_argument("--target_fps", type=float, default=DEFAULT_FPS,
                         help="hmcqu / folder: resample videos to this frame rate (0 keeps the source rate)")
-    parser.add_argument("--views", default="both", help="camus: 4CH, 2CH or both")
+    parser.add_argument("--views", default="4CH",
+                        help="camus: 4CH (one sequence per patient, as the released code), 2CH or both")
     parser.add_argument("--qualities", nargs="+", default=None, metavar="QUALITY",
                         help="camus: keep only views of these image qualities (Good Medium Poor); None: all")
-    parser.add_argument("--hmcqu_view", default="A4C", choices=hmcqu.VIEWS)
+    parser.add_argument("--hmcqu_view", default="A4C", choices=(*hmcqu.VIEWS, "both"),
+                        help="hmcqu: the recordings of this view (both: A4C and A2C, a patient's views in one fold)")
+    parser.add_argument("--hmcqu_frames", default="cycle", choices=("cycle", "all"),
+                        help="hmcqu: clips over the annotated cardiac cycle (Reference Frame -> End of Cycle, as "
+                             "the published benchmarks) or over the whole recording")
     parser.add_argument("--labels_file", default=None,
-                        help="hmcqu: the label sheet (None: DATA/A4C.xlsx or .csv); folder: the CSV in the "
+                        help="hmcqu: the label sheet (None: DATA/<view>.xlsx or .csv); folder: the CSV in the "
                              "folder (None: labels.csv)")
     parser.add_argument("--video_column", default=hmcqu.DEFAULT_VIDEO_COLUMN,
                         help="hmcqu: the sheet's column of video names")
     parser.add_argument("--label_columns", nargs="+", default=None, metavar="COLUMN",
-                        help="hmcqu: the segment columns (MI = any of them 1); None: every SEG<n> column")
+                        help="hmcqu: the segment columns (MI = any of them MI or 1); None: every SEG<n> column")
+    parser.add_argument("--normalisation", default="auto", choices=("auto", *NORMALISATIONS),
+                        help="echonet: EchoNet mean / std (what CoReEcho's encoder was trained on); camus: the "
+                             "released CAMUS fine-tuning mean 40.94405 / std 54.723774; auto: camus for --dataset "
+                             "camus --mode finetune, else echonet")
     parser.add_argument("--batch_size", type=positive_int, default=16,
                         help="finetune: videos per step (per process); linear / mlp: clips per GPU forward")
     parser.add_argument("--head_epochs", type=positive_int, default=100, help="linear / mlp: epochs per fold")
@@ -142,7 +156,10 @@ def parse_option(argv=None):
     parser.add_argument("--epochs", type=positive_int, default=10, help="finetune: passes over the training videos")
     parser.add_argument("--learning_rate", type=positive_float, default=1e-4, help="finetune: AdamW, encoder and head")
     parser.add_argument("--weight_decay", type=non_negative_float, default=1e-4, help="finetune")
-    parser.add_argument("--aug", action="store_true", help="finetune: random 6-pixel shift of every training clip")
+    parser.add_argument("--aug", nargs="?", const="shift", default="auto", choices=("auto", *AUGMENTATIONS),
+                        help="finetune: training-clip augmentation: shift (also plain --aug) = a random 6-pixel "
+                             "shift, affine = the released CAMUS one (rotation +-10 deg, translation +-10 %%, "
+                             "scale 0.8-1.1); auto: affine for --dataset camus, else none")
     parser.add_argument("--finetune_val_fraction", type=fraction, default=0.1,
                         help="finetune: share of each fold's training patients that chooses best.pth")
     parser.add_argument("--resume", action="store_true",
@@ -157,6 +174,11 @@ def parse_option(argv=None):
         parser.error(f"--dataset {opt.dataset} is {fixed}; --task {opt.task} applies to --dataset folder")
     if opt.target_fps < 0 or not math.isfinite(opt.target_fps):
         parser.error(f"--target_fps must be >= 0, got {opt.target_fps}")
+    if opt.hmcqu_view == "both" and opt.labels_file:
+        parser.error("--labels_file names one sheet: use it with --hmcqu_view A4C or A2C")
+    released = opt.dataset == "camus" and opt.mode == "finetune"  # the released CAMUS fine-tuning protocol
+    opt.normalisation = {"auto": "camus" if released else "echonet"}.get(opt.normalisation, opt.normalisation)
+    opt.aug = {"auto": "affine" if released else "none"}.get(opt.aug, opt.aug)
     opt.crop = parse_crop(opt.crop)
     opt.clip_stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
     if opt.dataset == "camus":
@@ -175,16 +197,21 @@ def list_videos(opt, log):
         return videos
     if opt.dataset == "folder":
         return folder_videos(opt.data_folder, opt.labels_file or label_folder.LABELS_FILE)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        listing = hmcqu.list_recordings(opt.data_folder, view=opt.hmcqu_view, labels_file=opt.labels_file,
-                                        video_column=opt.video_column, label_columns=opt.label_columns)
-    for warning in caught:
-        log.warning(f"WARNING: {warning.message}")
-    if not listing.recordings:
-        raise BadInputError(f"{opt.data_folder}: no HMC-QU {opt.hmcqu_view} recording has both a video and a "
+    views = hmcqu.VIEWS if opt.hmcqu_view == "both" else (opt.hmcqu_view,)
+    videos = []
+    for view in views:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            listing = hmcqu.list_recordings(opt.data_folder, view=view, labels_file=opt.labels_file,
+                                            video_column=opt.video_column, label_columns=opt.label_columns,
+                                            cycle=opt.hmcqu_frames == "cycle")
+        for warning in caught:
+            log.warning(f"WARNING: {warning.message}")
+        videos += hmcqu_videos(listing)
+    if not videos:
+        raise BadInputError(f"{opt.data_folder}: no HMC-QU {' or '.join(views)} recording has both a video and a "
                             "row in the label sheet")
-    return hmcqu_videos(listing)
+    return videos
 
 
 def decide_task(opt, videos):
@@ -226,13 +253,17 @@ def start(opt, argv, dist):
     log = setup_logger(output_dir / "transfer.log", dist.is_main)
     videos = list_videos(opt, log)
     task = decide_task(opt, videos)
-    spec = ClipSpec(opt.frames, opt.frequency, opt.clip_stride, opt.crop, opt.target_fps, opt.seed, opt.aug)
+    spec = ClipSpec(opt.frames, opt.frequency, opt.clip_stride, opt.crop, opt.target_fps, opt.seed, opt.aug,
+                    opt.normalisation)
     exp = Experiment(opt, log, dist, videos, task, make_folds(opt, videos, task), spec, amp_dtype(opt.amp, dist.device))
     checkpoints = name_checkpoints([read_checkpoint(given, opt) for given in opt.pretrained_weights])
     log.info(f"transfer_learning.py {' '.join(sys.argv[1:] if argv is None else map(str, argv))}")
     log.info("Options:\n" + "\n".join(f"  {key}: {value}" for key, value in vars(opt).items()), extra=FILE_ONLY)
     log.info(exp.summary() + f"; mode {opt.mode}, {opt.model}, clips of {opt.frames} frames"
              + ("" if opt.dataset == "camus" else f" every {opt.frequency}, a clip every {opt.clip_stride} frames")
+             + (f" over the {'annotated cycle' if opt.hmcqu_frames == 'cycle' else 'whole recording'}"
+                if opt.dataset == "hmcqu" else "")
+             + f", {opt.normalisation} normalisation" + (f", {opt.aug} augmentation" if opt.mode == "finetune" else "")
              + f"; device {dist.device}, AMP {exp.amp or 'off (fp32)'}")
     for c in checkpoints:
         log.info(f"  {c.label}: {c.weights.description}"
@@ -266,7 +297,8 @@ def main(argv=None):
     log = exp.log
     log.info("Time: " + ", ".join(f"{r['label']} {r['seconds']:.1f} s" for r in reports)
              + f"; total {time.perf_counter() - started:.1f} s")
-    log.info(f"Saved in {Path(opt.output_dir)}: results.json, summary.csv, summary.md, predictions.csv, plots/, transfer.log")
+    log.info(f"Saved in {Path(opt.output_dir)}: results.json, summary.csv, summary.md, predictions.csv, plots/, "
+             "transfer.log")
     log.info(note + "\n" + table, extra=FILE_ONLY)
     print(f"\n{note}\n\n{table}\n", flush=True)
 

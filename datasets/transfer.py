@@ -5,10 +5,15 @@ clips for an encoder.
   readers in datasets.sources.
 - `ClipSpec`: what decides a video's clips. CAMUS: its ED->ES half cycle resampled to `frames` (one clip).
   Other videos: datasets.sources.any_video.load_echo_video (sector crop, `target_fps`, 112x112), then clips of
-  `frames` frames every `frequency`-th frame on datasets.clips.clip_grid's grid over the whole video (a clip every
-  `clip_stride` frames plus the last possible start), normalised as the EchoNet datasets do.
-- `VideoClips`: every clip of each video (scoring, embedding); `TrainClips`: one random clip per video, drawn
-  from (seed, epoch, index) so that it does not depend on the number of workers or processes.
+  `frames` frames every `frequency`-th frame on datasets.clips.clip_grid's grid (a clip every `clip_stride`
+  frames plus the last possible start) over the whole video, or over its annotated cycle (HMC-QU's
+  'Reference Frame' -> 'End of Cycle', cut at the native rate, then resampled to `target_fps` like the rest).
+  Normalisation: the EchoNet MEAN / STD per channel ('echonet', what CoReEcho's encoder was trained on), or the
+  released CAMUS fine-tuning statistics ('camus': mean 40.94405, std 54.723774 on the 0..255 scale).
+- `VideoClips`: every clip of each video (scoring, embedding); `TrainClips`: one random clip per video with an
+  optional augmentation ('shift': the EchoNet 6-pixel pad-and-crop; 'affine': the released CAMUS fine-tuning
+  transform, rotation +-10 degrees, translation +-10 %, scale 0.8..1.1, one per clip), drawn from
+  (seed, epoch, index) so that it does not depend on the number of workers or processes.
 - `file_identity` and `digest` make the cache keys: a replaced or touched file changes them.
 """
 from __future__ import annotations
@@ -19,15 +24,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
 
 from utils.files.atomic import atomic_open
+from utils.script.errors import BadInputError
 
 from .cache import read_cache_entry
-from .clips import PAD, clip_grid, cut_clips, num_starts
+from .clips import MEAN, PAD, STD, clip_grid, cut_clips, num_starts
 from .sources import camus, label_folder
-from .sources.any_video import load_echo_video
+from .sources.any_video import load_echo_video, resample_frames
+
+CAMUS_MEAN, CAMUS_STD = 40.94405, 54.723774  # the released transfer-learning code's CAMUS statistics
+NORMALISATIONS = ("echonet", "camus")
+AUGMENTATIONS = ("none", "shift", "affine")
+AFFINE_DEGREES, AFFINE_TRANSLATE, AFFINE_SCALE = 10.0, 0.1, (0.8, 1.1)
 
 
 @dataclass(frozen=True)
@@ -38,6 +50,7 @@ class Video:
     path: Path
     files: tuple  # files whose change changes the clips (CAMUS: the sequence and its cfg)
     camus: object = None  # datasets.sources.camus.CamusSample for CAMUS videos
+    cycle: tuple | None = None  # (first, last) 1-based native frames: clips over these only
 
 
 def camus_videos(root, views, qualities=None) -> list[Video]:
@@ -47,8 +60,9 @@ def camus_videos(root, views, qualities=None) -> list[Video]:
 
 
 def hmcqu_videos(listing) -> list[Video]:
-    """The recordings of a datasets.sources.hmcqu listing, label 1 = MI."""
-    return [Video(r.recording, r.patient, float(r.label), r.path, (r.path,)) for r in listing.recordings]
+    """The recordings of a datasets.sources.hmcqu listing, label 1 = MI (with their cycles, when read)."""
+    return [Video(r.recording, r.patient, float(r.label), r.path, (r.path,), cycle=r.cycle)
+            for r in listing.recordings]
 
 
 def folder_videos(root, labels_file=label_folder.LABELS_FILE) -> list[Video]:
@@ -75,33 +89,80 @@ class ClipSpec:
     crop: object = "auto"  # 'auto', 'none' or (x, y, w, h)
     target_fps: float = 50.0
     seed: int = 0  # TrainClips' draws
-    aug: bool = False  # TrainClips: a random 6-pixel shift
+    aug: str = "none"  # TrainClips: none, shift or affine
+    normalisation: str = "echonet"  # or camus
 
     def settings(self, video: Video) -> dict:
         """What, besides the files, decides a video's clips (part of every cache key)."""
         if video.camus is not None:
-            return {"dataset": "camus", "frames": self.frames}
+            return {"dataset": "camus", "frames": self.frames, "normalisation": self.normalisation}
         return {"decoder": "any_video", "frames": self.frames, "frequency": self.frequency,
-                "clip_stride": self.clip_stride, **self.decoding()}
+                "clip_stride": self.clip_stride, "normalisation": self.normalisation, **self.decoding(video)}
 
-    def decoding(self) -> dict:
-        return {"crop": list(self.crop) if isinstance(self.crop, tuple) else self.crop, "target_fps": self.target_fps}
+    def decoding(self, video: Video) -> dict:
+        return {"crop": list(self.crop) if isinstance(self.crop, tuple) else self.crop, "target_fps": self.target_fps,
+                "cycle": None if video.cycle is None else list(video.cycle)}
+
+
+def _decode(video: Video, spec: ClipSpec) -> np.ndarray:
+    """The model's frames of a whole video, or of its annotated cycle (cut at the native rate, then resampled)."""
+    if video.cycle is None:
+        return load_echo_video(video.path, spec.crop, spec.target_fps)[0]
+    frames, info = load_echo_video(video.path, spec.crop, 0)  # the sector is found over the whole recording
+    first, last = video.cycle
+    if last > len(frames):
+        raise BadInputError(f"{video.path} has {len(frames)} frames but its annotated cycle ends at frame {last} "
+                            "(--hmcqu_frames all uses the whole recording)")
+    return resample_frames(frames[first - 1:last], info.source_fps, spec.target_fps)[0]
 
 
 def decoded_frames(video: Video, spec: ClipSpec, frame_cache) -> np.ndarray:
-    """uint8 RGB [F, 112, 112, 3]: CAMUS's ED->ES clip (F = spec.frames), or a whole decoded video (kept in
+    """uint8 RGB [F, 112, 112, 3]: CAMUS's ED->ES clip (F = spec.frames), or a decoded video or cycle (kept in
     frame_cache/, grey as one channel, so fine-tune epochs and further checkpoints skip decoding)."""
     if video.camus is not None:
         return np.repeat(camus.load_frames(video.camus, spec.frames)[..., None], 3, axis=-1)
-    path = Path(frame_cache) / f"{digest([file_identity(video.path), spec.decoding()])}.npy"
+    path = Path(frame_cache) / f"{digest([file_identity(video.path), spec.decoding(video)])}.npy"
     stored = read_cache_entry(path)
     if stored is None:
-        frames, _ = load_echo_video(video.path, spec.crop, spec.target_fps)
+        frames = _decode(video, spec)
         grey = (frames[..., :1] == frames).all()
         stored = frames[..., :1] if grey else frames
         with atomic_open(path, "wb", fsync=False) as f:  # a lost entry is decoded again
             np.save(f, stored)
     return np.repeat(stored, 3, axis=-1) if stored.shape[-1] == 1 else stored
+
+
+def normalised(clips: torch.Tensor, normalisation: str) -> torch.Tensor:
+    """Clips cut by datasets.clips.cut_clips (EchoNet MEAN / STD per channel), as `normalisation` wants them."""
+    if normalisation == "echonet":
+        return clips
+    # (pixel - MEAN) / STD -> (pixel - CAMUS_MEAN) / CAMUS_STD, one multiply-add per channel
+    scale = torch.tensor(STD / CAMUS_STD, dtype=torch.float32).view(3, 1, 1, 1)
+    shift = torch.tensor((MEAN - CAMUS_MEAN) / CAMUS_STD, dtype=torch.float32).view(3, 1, 1, 1)
+    return clips * scale + shift
+
+
+def affine_parameters(generator: torch.Generator, size: int) -> tuple[float, tuple[int, int], float]:
+    """(angle in degrees, (dx, dy) in whole pixels, scale) drawn as torchvision's RandomAffine(10, translate=(0.1,
+    0.1), scale=(0.8, 1.1)) draws them for a size x size image."""
+    def uniform(low, high):
+        return float(torch.empty(()).uniform_(low, high, generator=generator))
+
+    angle = uniform(-AFFINE_DEGREES, AFFINE_DEGREES)
+    reach = AFFINE_TRANSLATE * size
+    shift = (int(round(uniform(-reach, reach))), int(round(uniform(-reach, reach))))
+    return angle, shift, uniform(*AFFINE_SCALE)
+
+
+def affine_frames(frames: np.ndarray, angle: float, shift, scale: float) -> np.ndarray:
+    """uint8 frames [T, H, W, C] under one affine transform: rotation by `angle` (counter-clockwise) and scaling
+    about the centre, then the shift; bilinear, black outside the frame."""
+    height, width = frames.shape[1:3]
+    matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), angle, scale)
+    matrix[:, 2] += shift
+    return np.stack([cv2.warpAffine(frame, matrix, (width, height), flags=cv2.INTER_LINEAR,
+                                    borderMode=cv2.BORDER_CONSTANT, borderValue=0).reshape(frame.shape)
+                     for frame in frames])
 
 
 def clip_protocol(video: Video, n_frames: int, spec: ClipSpec):
@@ -124,13 +185,15 @@ class VideoClips(torch.utils.data.Dataset):
         video = self.videos[index]
         frames = decoded_frames(video, self.spec, self.frame_cache)
         starts, frequency = clip_protocol(video, len(frames), self.spec)
-        return {"index": index, "name": video.name, "image": cut_clips(frames, starts, self.spec.frames, frequency),
-                "starts": torch.from_numpy(starts), "label": torch.tensor([video.label], dtype=torch.float32)}
+        clips = normalised(cut_clips(frames, starts, self.spec.frames, frequency), self.spec.normalisation)
+        return {"index": index, "name": video.name, "image": clips, "starts": torch.from_numpy(starts),
+                "label": torch.tensor([video.label], dtype=torch.float32)}
 
 
 class TrainClips(VideoClips):
-    """One clip per video at a random start (and with `aug` a random 6-pixel shift, as the EchoNet training
-    clips), drawn from (seed, epoch, index): the same for any number of workers or processes."""
+    """One clip per video at a random start, augmented by `spec.aug` (none; shift: the EchoNet training clips'
+    6-pixel pad-and-crop; affine: `affine_parameters` / `affine_frames`, one draw for all frames of the clip),
+    drawn from (seed, epoch, index): the same for any number of workers or processes."""
 
     def __init__(self, videos, spec: ClipSpec, frame_cache):
         super().__init__(videos, spec, frame_cache)
@@ -140,16 +203,22 @@ class TrainClips(VideoClips):
         self._epoch.fill_(int(epoch))
 
     def generator(self, index) -> torch.Generator:
+        """The random stream of item `index` in the current epoch: its start, then its augmentation."""
         seed = np.random.SeedSequence([self.spec.seed, int(self._epoch), index]).generate_state(1, np.uint64)[0]
         return torch.Generator().manual_seed(int(seed))
 
     def __getitem__(self, index):
-        video = self.videos[index]
-        frames = decoded_frames(video, self.spec, self.frame_cache)
-        _, frequency = clip_protocol(video, len(frames), self.spec)
+        video, spec = self.videos[index], self.spec
+        frames = decoded_frames(video, spec, self.frame_cache)
+        _, frequency = clip_protocol(video, len(frames), spec)
         generator = self.generator(index)
-        start = int(torch.randint(num_starts(len(frames), self.spec.frames, frequency), (1,), generator=generator))
-        # with aug: zero-pad by PAD pixels and crop 112x112 at one offset for all frames
-        offsets = [torch.randint(2 * PAD + 1, (2,), generator=generator).tolist()] if self.spec.aug else None
-        return {"name": video.name, "image": cut_clips(frames, [start], self.spec.frames, frequency, offsets)[0],
-                "label": torch.tensor([video.label], dtype=torch.float32)}
+        start = int(torch.randint(num_starts(len(frames), spec.frames, frequency), (1,), generator=generator))
+        if spec.aug == "affine":  # the clip's frames (black past the end, as the zero-padding), then warped
+            rows = start + frequency * np.arange(spec.frames)
+            clip = np.zeros((spec.frames, *frames.shape[1:]), np.uint8)
+            clip[rows < len(frames)] = frames[rows[rows < len(frames)]]
+            frames, start, frequency = affine_frames(clip, *affine_parameters(generator, clip.shape[2])), 0, 1
+        # shift: zero-pad by PAD pixels and crop 112x112 at one offset for all frames
+        offsets = [torch.randint(2 * PAD + 1, (2,), generator=generator).tolist()] if spec.aug == "shift" else None
+        image = normalised(cut_clips(frames, [start], spec.frames, frequency, offsets), spec.normalisation)[0]
+        return {"name": video.name, "image": image, "label": torch.tensor([video.label], dtype=torch.float32)}

@@ -8,7 +8,8 @@ import pytest
 
 from datasets.sources import camus, hmcqu, label_folder
 from datasets.clips import MEAN, STD
-from datasets.synthetic.transfer import MARKER_BASE, MARKER_STEP, make_synthetic_camus, make_synthetic_hmcqu
+from datasets.synthetic.transfer import (MARKER_BASE, MARKER_STEP, generated_labels, make_synthetic_camus,
+                                         make_synthetic_hmcqu)
 from utils.evaluation import folds
 
 N_CAMUS = 4  # patients 1..4: EF spelled 'LVef' for patient0003, ED stored last for (i + view) odd
@@ -28,7 +29,8 @@ def mhd_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def hmcqu_root(tmp_path_factory):
-    return make_synthetic_hmcqu(tmp_path_factory.mktemp("hmcqu"), n=6, seed=5, n_frames=6, with_unmatched=True)
+    return make_synthetic_hmcqu(tmp_path_factory.mktemp("hmcqu"), n=6, seed=5, n_frames=6, with_unmatched=True,
+                                sheet_format="csv")
 
 
 def _marker(frames):
@@ -173,9 +175,8 @@ def test_hmcqu_matches_odd_names_and_reports_unmatched_once(hmcqu_root):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         listing = hmcqu.list_recordings(hmcqu_root, "A4C")  # finds A4C.csv and HMC-QU/A4C by default
-    sheet = pd.read_csv(hmcqu_root / "A4C.csv")
-    expected = {f"ES{i:04d} _4CH_1": int(sheet.iloc[i - 1][[f"SEG{k}" for k in range(1, 8)]].max())
-                for i in range(1, 7)}
+    sheet = generated_labels(hmcqu_root / "A4C.csv")
+    expected = {sheet["echo"][i - 1]: sheet["mi"][i - 1] for i in range(1, 7)}  # names as typed: 'ES0002 N_4CH_1
     assert {r.recording: r.label for r in listing.recordings} == expected
     assert 0 < sum(expected.values()) < 6
     assert [r.patient for r in listing.recordings] == [f"ES{i:04d}" for i in range(1, 7)]
@@ -230,6 +231,104 @@ def test_hmcqu_xlsx_needs_openpyxl_or_reads(tmp_path):
 def test_hmcqu_patient_id_strips_view_tag():
     assert hmcqu.patient_id("ES0001 _4CH_1") == hmcqu.patient_id("ES0001 _2CH_1.avi") == "ES0001"
     assert hmcqu.normalise_name(" ES0001 _4CH_1.AVI ") == hmcqu.normalise_name("es0001_4ch_1") == "es0001_4ch_1"
+
+
+@pytest.fixture(scope="module", params=["xlsx", "csv"])
+def published(request, tmp_path_factory):
+    """Both views in the published layout (two header rows, words, names as typed, a footnote), as .xlsx and as
+    the same cells saved as CSV: 9 patients, 8 frames per recording."""
+    if request.param == "xlsx":
+        pytest.importorskip("openpyxl")
+    root = make_synthetic_hmcqu(tmp_path_factory.mktemp(f"published_{request.param}"), n=9, seed=7, n_frames=8,
+                                sheet_format=request.param)
+    return root, request.param
+
+
+def test_hmcqu_reads_the_published_sheets(published):
+    root, extension = published
+    listings = {}
+    for view in hmcqu.VIEWS:
+        sheet = generated_labels(root / f"{view}.{extension}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every row has its video and every video its row
+            listing = hmcqu.list_recordings(root, view, cycle=True)
+        assert len(listing.recordings) == len(sheet) == len(list((root / "HMC-QU" / view).glob("*.avi")))
+        truth = {echo.rstrip("*"): (mi, (first, last), echo.endswith("*"))
+                 for echo, mi, first, last in sheet.itertuples(index=False)}
+        assert {r.recording: (r.label, r.cycle, r.tau) for r in listing.recordings} == truth
+        assert 0 < sum(r.label for r in listing.recordings) == sheet["mi"].sum() < len(sheet)
+        listings[view] = listing
+    names = [r.recording for listing in listings.values() for r in listing.recordings]
+    assert any(" N_4CH_" in n for n in names) and any(" n_4CH_" in n for n in names)  # normal-subject tags
+    assert any("_CH2_" in n for n in names) and any(r.tau for r in listings["A2C"].recordings)
+    patients = {view: {r.patient for r in listing.recordings} for view, listing in listings.items()}
+    assert patients["A4C"] == {f"ES000{i}" for i in range(1, 10)}
+    assert patients["A2C"] < patients["A4C"] and len(patients["A2C"]) == 7  # a patient's views share the id
+
+
+@pytest.mark.parametrize("published", ["xlsx"], indirect=True)
+def test_hmcqu_xlsx_has_the_published_header(published):
+    import openpyxl
+
+    root, _ = published
+
+    sheet = openpyxl.load_workbook(root / "A2C.xlsx").active
+    assert sorted(str(r) for r in sheet.merged_cells.ranges) == ["A1:A2", "B1:G1", "H1:I1"]
+    assert [c.value for c in sheet[1]] == ["ECHO", "LABEL", None, None, None, None, None,
+                                           "One cardiac-cycle frames", None, "LV Wall Ground-truth Segmentation Masks"]
+    assert [c.value for c in sheet[2]][1:9] == ["SEG4", "SEG10", "SEG15", "SEG13", "SEG7", "SEG1", "Reference Frame",
+                                                "End of Cycle"]
+    assert sheet.cell(sheet.max_row, 1).value == "* indicates HMC-QU-TAU"
+    assert {sheet.cell(row, 2).value for row in range(3, sheet.max_row - 1)} <= {"MI", "non-MI"}
+
+
+def _edited_copy(root, extension, tmp_path, row, column, value):
+    """A4C sheet of `root` with the cell at (1-based sheet row, column) replaced, saved in tmp_path."""
+    copy = tmp_path / f"A4C.{extension}"
+    if extension == "xlsx":
+        import openpyxl
+
+        book = openpyxl.load_workbook(root / "A4C.xlsx")
+        book.active.cell(row, column).value = value
+        book.save(copy)
+    else:
+        lines = (root / "A4C.csv").read_text(encoding="utf-8-sig").splitlines()
+        cells = lines[row - 1].split(",")
+        cells[column - 1] = value
+        lines[row - 1] = ",".join(cells)
+        copy.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return copy
+
+
+@pytest.mark.parametrize("row, column, value, message", [
+    (4, 3, "maybe", r"data row 2 \(ES0002[^)]*\), column 'SEG9': 'maybe' is not 0 or 1 \(nor MI / non-MI\)"),
+    (3, 2, "", r"data row 1 \(ES0001[^)]*\), column 'SEG3': '' is not 0 or 1"),
+    (5, 9, "x", r"data row 3 \(ES0003[^)]*\), column 'End of Cycle': 'x' is not a frame number"),
+    (5, 8, "0", r"data row 3 \(ES0003[^)]*\), column 'Reference Frame': '0' is not a frame number"),
+    (6, 8, "99", r"data row 4 \(ES0004[^)]*\), column 'End of Cycle': \d+ is not after the reference frame 99"),
+])
+def test_hmcqu_bad_cells_are_named(published, tmp_path, row, column, value, message):
+    root, extension = published
+    sheet = _edited_copy(root, extension, tmp_path, row, column, value)
+    with pytest.raises(ValueError, match=rf"A4C\.{extension} {message}") as error:
+        hmcqu.list_recordings(root, labels_file=sheet, cycle=True)
+    assert "\n" not in str(error.value)
+
+
+def test_hmcqu_cycle_needs_its_columns(hmcqu_root, tmp_path):
+    sheet = tmp_path / "A4C.csv"
+    sheet.write_text(f"ECHO,SEG1\n{generated_labels(hmcqu_root / 'A4C.csv')['echo'][0]},non-MI\n")
+    with pytest.warns(UserWarning, match="have no row"):
+        assert len(hmcqu.list_recordings(hmcqu_root, labels_file=sheet).recordings) == 1  # whole recordings
+    with pytest.raises(ValueError, match=r"no column 'Reference Frame'.*--hmcqu_frames all"):
+        hmcqu.list_recordings(hmcqu_root, labels_file=sheet, cycle=True)
+
+
+def test_hmcqu_names_of_the_release():
+    assert hmcqu.patient_id("ES000100 N_4CH_1") == hmcqu.patient_id("ES000100_CH2_1") == "ES000100"
+    assert hmcqu.patient_id("ES000153 n_4CH_3") == "ES000153" and hmcqu.patient_id("ES000120_4CH_1") == "ES000120"
+    assert hmcqu.patient_id("ES00010_CH2_2*") == "ES00010" != hmcqu.patient_id("ES0001_CH2_1") == "ES0001"
+    assert hmcqu.normalise_name("ES00010_CH2_2*") == hmcqu.normalise_name("ES00010_CH2_2.avi") == "es00010_ch2_2"
 
 
 # ---------------------------------------------------------------- labelled folder

@@ -11,7 +11,9 @@ import pytest
 import torch
 
 import transfer_learning
-from datasets.synthetic.transfer import make_synthetic_camus, make_synthetic_hmcqu
+from datasets.sources import camus
+from datasets.synthetic.transfer import generated_labels, make_synthetic_camus, make_synthetic_hmcqu
+from datasets.transfer import CAMUS_MEAN, CAMUS_STD, TrainClips, affine_frames, affine_parameters
 from models import get_feature_extractor, get_shallow_mlp_head, uniformer_tiny
 from models.uniformer import UniFormer
 from utils.files.checkpoint import load_checkpoint, save_best
@@ -68,7 +70,7 @@ def checkpoints(tmp_path_factory):
 def linear_run(bright_camus, checkpoints, tmp_path_factory):
     out = tmp_path_factory.mktemp("linear")
     transfer_learning.main(["--dataset", "camus", "--data_folder", str(bright_camus), *FAST, "--folds", "3",
-                            "--pretrained_weights", "none", str(checkpoints / "coreecho.pth"), *HEAD,
+                            "--views", "both", "--pretrained_weights", "none", str(checkpoints / "coreecho.pth"), *HEAD,
                             "--output_dir", str(out / "run"), "--cache_dir", str(out / "cache")])
     return out
 
@@ -156,9 +158,10 @@ def test_embedding_cache_is_reused_and_follows_the_checkpoint_file(linear_run, b
 
 @pytest.fixture(scope="module")
 def hmcqu_root(tmp_path_factory):
-    """8 recordings of 10 frames at 25 fps: 20 frames at 50 fps, 2 clips each (starts 0 and 7 of 4 frames
-    every 4th)."""
-    return make_synthetic_hmcqu(tmp_path_factory.mktemp("hmcqu"), n=8, seed=2, n_frames=10, with_unmatched=True)
+    """8 A4C recordings of 10 frames at 25 fps: 20 frames at 50 fps, 2 clips each with --hmcqu_frames all (starts
+    0 and 7 of 4 frames every 4th); the sheets in the published layout, saved as CSV."""
+    return make_synthetic_hmcqu(tmp_path_factory.mktemp("hmcqu"), n=8, seed=2, n_frames=10, with_unmatched=True,
+                                sheet_format="csv")
 
 
 @pytest.fixture(scope="module")
@@ -171,11 +174,10 @@ def test_hmcqu_classification_outputs(hmcqu_root, checkpoints, video_cache, tmp_
     out = tmp_path / "out"
     transfer_learning.main(["--dataset", "hmcqu", "--data_folder", str(hmcqu_root), *FAST, "--frequency", "4",
                             "--folds", "2", "--pretrained_weights", str(checkpoints / "k400.pth"),
-                            "--output_dir", str(out), "--cache_dir", str(video_cache)])
+                            "--output_dir", str(out), "--cache_dir", str(video_cache), "--hmcqu_frames", "all"])
     results = results_of(out)
     assert results["settings"]["task"] == "classification" and results["checkpoints"][0]["kind"] == "kinetics400"
-    sheet = pd.read_csv(hmcqu_root / "A4C.csv")
-    mi = sheet[[f"SEG{k}" for k in range(1, 8)]].max(axis=1).to_numpy()[:8]  # the 8 recordings (not ES9999)
+    mi = generated_labels(hmcqu_root / "A4C.csv")["mi"].to_numpy()[:8]  # the 8 recordings (not ES9999)
     for fold in results["folds"]:  # stratified: both classes in every test fold
         assert {int(mi[int(p[2:]) - 1]) for p in fold["test_patients"]} == {0, 1}
     predictions = pd.read_csv(out / "predictions.csv")
@@ -200,15 +202,17 @@ def test_hmcqu_sheet_with_other_column_names(hmcqu_root, checkpoints, video_cach
     root = tmp_path / "renamed"
     root.mkdir()
     (root / "HMC-QU").symlink_to(hmcqu_root / "HMC-QU")
-    sheet = pd.read_csv(hmcqu_root / "A4C.csv")
-    renamed = sheet.rename(columns={"ECHO": "Recording", **{f"SEG{k}": f"Segment {k}" for k in range(1, 8)}})
-    renamed.to_csv(root / "A4C.csv", index=False)
+    sheet = pd.read_csv(hmcqu_root / "A4C.csv", header=1, dtype=str, encoding="utf-8-sig")  # one header row
+    segments = [c for c in sheet.columns if c.startswith("SEG")]
+    renamed = sheet.rename(columns={sheet.columns[0]: "Recording",
+                                    **{c: f"Segment {k}" for k, c in enumerate(segments, 1)}})
+    renamed.to_csv(root / "A4C.csv", index=False)  # words, the footnote row, a header of other names
     out = tmp_path / "out"
     transfer_learning.main(["--dataset", "hmcqu", "--data_folder", str(root), *FAST, "--frequency", "4",
                             "--folds", "2", "--pretrained_weights", str(checkpoints / "k400.pth"),
                             "--output_dir", str(out), "--cache_dir", str(video_cache), "--video_column", "Recording",
-                            "--label_columns", *[f"Segment {k}" for k in range(1, 8)]])
-    mi = sheet[[f"SEG{k}" for k in range(1, 8)]].max(axis=1).to_numpy()[:8]
+                            "--label_columns", *[f"Segment {k}" for k in range(1, len(segments) + 1)]])
+    mi = generated_labels(hmcqu_root / "A4C.csv")["mi"].to_numpy()[:8]
     assert list(pd.read_csv(out / "predictions.csv").sort_values("video")["label"]) == list(mi)
 
 
@@ -241,7 +245,8 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
     data = make_synthetic_camus(tmp_path / "camus", n=4, seed=3)
     out = tmp_path / "out"
     args = ["--dataset", "camus", "--data_folder", str(data), *FAST, "--folds", "2", "--mode", "finetune",
-            "--pretrained_weights", "none", "--batch_size", "2", "--output_dir", str(out), "--print_freq", "1"]
+            "--views", "both", "--pretrained_weights", "none", "--batch_size", "2", "--output_dir", str(out),
+            "--print_freq", "1"]
     transfer_learning.main(args + ["--epochs", "1"])
     first = results_of(out)
     for k in range(2):
@@ -272,6 +277,59 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
     os.utime(info, ns=(info.stat().st_atime_ns, info.stat().st_mtime_ns + 10**9))
     with pytest.raises(BadInputError, match=r"fold_0/fold\.json: this fold was started with other settings"):
         transfer_learning.main(args + ["--epochs", "2", "--resume"])
+
+
+def test_hmcqu_published_release_end_to_end(checkpoints, tmp_path):
+    """Both views as downloaded (.xlsx sheets with two header rows, words, names as typed, '*' marks and the
+    footnote), clips over the annotated cycles, a patient's two views in one fold."""
+    pytest.importorskip("openpyxl")
+    root = make_synthetic_hmcqu(tmp_path / "HMC-QU release", n=8, seed=9, n_frames=10)
+    out = tmp_path / "out"
+    transfer_learning.main(["--dataset", "hmcqu", "--data_folder", str(root), *FAST, "--folds", "2",
+                            "--hmcqu_view", "both", "--pretrained_weights", str(checkpoints / "k400.pth"),
+                            "--output_dir", str(out)])
+    sheets = [generated_labels(root / f"{view}.xlsx") for view in ("A4C", "A2C")]
+    truth = {echo.rstrip("*"): mi for sheet in sheets for echo, mi in zip(sheet["echo"], sheet["mi"])}
+    predictions = pd.read_csv(out / "predictions.csv")
+    assert dict(zip(predictions["video"], predictions["label"])) == truth and len(predictions) == 8 + 6
+    assert predictions.groupby("patient")["fold"].nunique().max() == 1  # both views of a patient: one fold
+    assert predictions.groupby("patient").size().max() == 2 and predictions["patient"].nunique() == 8
+    results = results_of(out)
+    assert results["settings"]["hmcqu_frames"] == "cycle" and results["settings"]["normalisation"] == "echonet"
+    log = (out / "transfer.log").read_text()
+    assert "14 videos of 8 patients (HMC-QU A4C + A2C; classification" in log and "over the annotated cycle" in log
+
+
+def test_camus_finetune_defaults_to_the_released_protocol(tmp_path, monkeypatch):
+    """--dataset camus --mode finetune without options: the 4CH sequences, clips normalised with the released CAMUS
+    mean / std and augmented by the random affine transform; the frozen modes keep the EchoNet normalisation."""
+    data = make_synthetic_camus(tmp_path / "camus", n=6, seed=8)
+    seen, getitem = [], TrainClips.__getitem__
+
+    def spy(self, index):
+        seen.append((self, index, getitem(self, index)))
+        return seen[-1][2]
+
+    monkeypatch.setattr(TrainClips, "__getitem__", spy)
+    transfer_learning.main(["--dataset", "camus", "--data_folder", str(data), *FAST, "--folds", "2", "--mode",
+                            "finetune", "--pretrained_weights", "none", "--batch_size", "2", "--epochs", "1",
+                            "--output_dir", str(tmp_path / "out")])
+    settings = results_of(tmp_path / "out")["settings"]
+    assert (settings["views"], settings["normalisation"], settings["aug"]) == (["4CH"], "camus", "affine")
+    assert all(v.endswith("_4CH") for v in pd.read_csv(tmp_path / "out" / "predictions.csv")["video"])
+    assert len(seen) == 2 * 2  # 2 folds x 2 training videos (of 3 training patients, 1 chooses best.pth)
+    for clips, index, item in seen:
+        assert (clips.spec.normalisation, clips.spec.aug) == ("camus", "affine")
+        generator = clips.generator(index)
+        torch.randint(1, (1,), generator=generator)  # the start (a CAMUS video is one clip)
+        grey = camus.load_frames(clips.videos[index].camus, 4)
+        warped = affine_frames(grey[..., None], *affine_parameters(generator, 112))[..., 0]
+        assert np.allclose(item["image"].numpy() * CAMUS_STD + CAMUS_MEAN, warped[None], atol=1e-3)
+    for argv, expected in (([], ("echonet", "none")), (["--mode", "finetune", "--aug"], ("camus", "shift")),
+                           (["--mode", "mlp", "--normalisation", "camus"], ("camus", "none"))):
+        opt = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".", "--pretrained_weights",
+                                              "none", *argv])
+        assert (opt.normalisation, opt.aug, opt.views) == (*expected, ("4CH",))
 
 
 def test_scores_of_a_known_example():

@@ -80,8 +80,9 @@ class Experiment:
 
     def summary(self):
         opt, labels = self.opt, self.labels
+        hmcqu_views = "A4C + A2C" if opt.hmcqu_view == "both" else opt.hmcqu_view
         source = (f"CAMUS {' + '.join(opt.views)}" if opt.dataset == "camus" else
-                  f"HMC-QU {opt.hmcqu_view}" if opt.dataset == "hmcqu" else "labelled folder")
+                  f"HMC-QU {hmcqu_views}" if opt.dataset == "hmcqu" else "labelled folder")
         labelled = (f"classification, {int(labels.sum())} positive" if self.task == "classification" else
                     f"regression, labels {labels.min():.1f}..{labels.max():.1f}")
         return (f"{len(self.videos)} videos of {len(set(self.patients))} patients ({source}; {labelled}); "

@@ -111,7 +111,8 @@ def write_plots(exp, checkpoints, all_outputs):
     for checkpoint, values in zip(checkpoints, all_outputs):
         title = f"{checkpoint.label} ({exp.opt.mode}, {len(exp.folds)} folds)"
         if exp.task == "regression":
-            save_figure(prediction_figure(exp.labels, values, title=title), plots / f"ef_scatter_{checkpoint.folder}.png")
+            figure = prediction_figure(exp.labels, values, title=title)
+            save_figure(figure, plots / f"ef_scatter_{checkpoint.folder}.png")
         else:
             curves = [(f.index, exp.labels[exp.indices(f.val)], values[exp.indices(f.val)]) for f in exp.folds]
             save_figure(roc_figure(curves, exp.labels, values, title), plots / f"roc_{checkpoint.folder}.png")

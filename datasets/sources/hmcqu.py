@@ -1,32 +1,40 @@
-"""HMC-QU (Hamad Medical Corporation / Qatar University) recordings and MI labels for MI detection.
+"""HMC-QU (Hamad Medical Corporation / Qatar University) recordings and MI labels for MI detection, read as the
+public release ships them.
 
-Layout of the public release (Kaggle 'hmcqu-dataset'), `root` being the unpacked folder:
+Layout of the release (Kaggle 'hmcqu-dataset'), `root` being the unpacked folder:
 
-    root/A4C.xlsx                     one row per A4C recording (A2C.xlsx for the A2C view)
-    root/HMC-QU/A4C/ES0001 _4CH_1.avi  the recordings (25 fps, 422x636 up to 768x1024)
-    root/HMC-QU/A2C/...
+    root/A4C.xlsx                       one row per A4C recording (A2C.xlsx for the A2C view)
+    root/HMC-QU/A4C/ES0001 _4CH_1.avi    the recordings (25 fps, 422x636 up to 768x1024)
+    root/HMC-QU/A2C/ES0001_CH2_1.avi
 
-The spreadsheet names the recording in column 'ECHO' (no extension) and gives one column per
-myocardial segment, 'SEG1' .. 'SEG7' (1 = the segment shows MI, 0 = not). A recording is
-MI-positive (label 1) if ANY of its segment columns is 1. Other columns ('Reference Frame',
-'End of Cycle', 'LV Wall Ground-truth Segmentation Masks', ...) are ignored.
+The published sheets have TWO header rows. Row 1: 'ECHO' | 'LABEL' (merged over the segment columns) |
+'One cardiac-cycle frames' (merged over two) | 'LV Wall Ground-truth Segmentation Masks'. Row 2: the segment
+names under LABEL (A4C.xlsx: SEG3 SEG9 SEG14 SEG16 SEG12 SEG6; A2C.xlsx: SEG4 SEG10 SEG15 SEG13 SEG7 SEG1), then
+'Reference Frame', 'End of Cycle' and a mask-availability cell (check-mark glyphs). Segment cells are the
+words 'MI' / 'non-MI'. A recording is MI-positive (label 1) if ANY of its segments is MI. 'Reference Frame' ->
+'End of Cycle' is one annotated cardiac cycle (1-based frame numbers at the native 25 fps).
 
-Copies differ, so everything is configurable:
-- `labels_file`: the sheet (default: root/<view>.xlsx, else root/<view>.csv). CSV is read with
-  pandas alone; .xlsx needs openpyxl (a one-line error says so when it is missing).
-- `video_dir`: the videos (default: root/HMC-QU/<view>, else root/<view>, else root).
-- `video_column` (default 'ECHO') and `label_columns` (default: every column named SEG<n>).
-Column names and recording names are matched ignoring case and white space; recording names also
-ignore a video extension (.avi, .mp4, .mov, .mkv), so 'es0001_4ch_1.AVI' matches
-'ES0001 _4CH_1.avi'. Rows without a video and videos without a row are not errors: each group is
-reported once (one warnings.warn line per group, and returned in HMCQUListing).
-
-The patient id strips the view tag ('_4CH_1', '_2CH_1', any case) from the recording name, so
-'ES0001 _4CH_1' and 'ES0001 _2CH_1' both belong to patient 'ES0001' (used for patient-level
-folds). This assumes the release's naming; pass `patient_of` to use another rule.
+What the reader tolerates:
+- either layout: two header rows as published, or one header row (a sheet of your own); column names are
+  those of the second row where it has one, else of the first. A saved CSV of the same content reads the same
+  (UTF-8 with or without BOM, else Windows-1252); .xlsx needs openpyxl.
+- segment cells 'MI' / 'non-MI' (any case, space or hyphen) or 1 / 0; anything else is an error naming the
+  data row and the column. Data rows are counted from the first row under the header(s), 1-based.
+- names as typed: case, white space and a video extension are ignored when matching videos, and a trailing
+  '*' (the HMC-QU-TAU subset, explained by a footnote row '* indicates HMC-QU-TAU') is dropped: the video
+  files carry the name without it. Footnote rows (a name starting with '*' and no segment cell) and blank
+  rows are skipped.
+- the patient of 'ES000100 N_4CH_1' and of 'ES00010_CH2_2*' is 'ES000100' and 'ES00010': the view tag
+  ('_4CH_1', '_CH2_2', '_2CH_1', any case) and the normal-subject tag ('N' / 'n' after the number) are not
+  part of the patient id, so a patient's two views share it. Pass `patient_of` for another rule.
+- `labels_file`, `video_dir`, `video_column` (default 'ECHO') and `label_columns` (default: every column named
+  SEG<n>) for copies laid out otherwise. Rows without a video and videos without a row are not errors: each
+  group is reported once (one warnings.warn line per group, and returned in HMCQUListing).
+- `cycle=True` reads 'Reference Frame' and 'End of Cycle' (positive whole numbers, the end after the start)
+  into Recording.cycle; a missing column or a bad cell is an error naming the row and the column.
 
 Decoding (sector crop, 25 -> 50 fps, 112x112) is datasets.sources.any_video's job: this module only pairs
-paths with labels. Bad input fails with one line naming the file, the row and the column.
+paths with labels.
 """
 from __future__ import annotations
 
@@ -44,19 +52,26 @@ from utils.script.errors import BadInputError, MissingInputError
 VIEWS = ("A4C", "A2C")
 VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
 DEFAULT_VIDEO_COLUMN = "ECHO"
+CYCLE_COLUMNS = ("Reference Frame", "End of Cycle")
+TAU_MARK = "*"
 _SEGMENT = re.compile(r"^seg\d+$")  # matched against normalised column names
-_VIEW_TAG = re.compile(r"_?[24]ch(_\d+)?$", re.IGNORECASE)
+_VIEW_TAG = re.compile(r"_?(?:[24]ch|ch[24])(?:_\d+)?$", re.IGNORECASE)
+_NORMAL_TAG = re.compile(r"(?<=\d)n$", re.IGNORECASE)  # 'ES000100 N': a normal subject
+_WORDS = {"mi": 1, "nonmi": 0}
 
 
 @dataclass(frozen=True)
 class Recording:
-    """One labelled recording: label 1 = MI in at least one segment; row = data row of the sheet (1-based)."""
+    """One labelled recording: label 1 = MI in at least one segment; row = data row of the sheet (1-based);
+    cycle = (Reference Frame, End of Cycle), 1-based native frames, when read; tau = marked '*' in the sheet."""
     path: Path
     label: int
     recording: str
     patient: str
     view: str
     row: int
+    cycle: tuple[int, int] | None = None
+    tau: bool = False
 
 
 @dataclass
@@ -66,9 +81,22 @@ class HMCQUListing:
     unmatched_videos: list[Path] = field(default_factory=list)  # videos with no sheet row
 
 
+@dataclass
+class Sheet:
+    """A label sheet's data rows as text, under the names of its columns."""
+    path: Path
+    table: pd.DataFrame  # data rows only, columns = header names (unique)
+
+    def cell(self, i: int, column: str) -> str:
+        return str(self.table[column].iloc[i]).strip()
+
+    def where(self, i: int, name: str, column: str) -> str:
+        return f"{self.path} data row {i + 1} ({name}), column '{column}'"
+
+
 def normalise_name(name) -> str:
-    """Compare key of a recording or column name: lower case, no white space, no video extension."""
-    key = re.sub(r"\s+", "", str(name)).lower()
+    """Compare key of a recording or column name: lower case, no white space, no video extension, no '*'."""
+    key = re.sub(r"\s+", "", str(name)).lower().rstrip(TAU_MARK)
     for ext in VIDEO_EXTENSIONS:
         if key.endswith(ext):
             return key[:-len(ext)]
@@ -76,15 +104,16 @@ def normalise_name(name) -> str:
 
 
 def patient_id(recording: str) -> str:
-    """'ES0001 _4CH_1' -> 'ES0001': the recording name without white space and view tag."""
-    compact = re.sub(r"\s+", "", recording)
+    """'ES0001 _4CH_1' -> 'ES0001', 'ES000100 N_4CH_1' -> 'ES000100', 'ES00010_CH2_2*' -> 'ES00010'."""
+    compact = re.sub(r"\s+", "", recording).rstrip(TAU_MARK)
     for ext in VIDEO_EXTENSIONS:
         if compact.lower().endswith(ext):
             compact = compact[:-len(ext)]
-    return _VIEW_TAG.sub("", compact) or compact
+    without_view = _VIEW_TAG.sub("", compact) or compact
+    return _NORMAL_TAG.sub("", without_view) or without_view
 
 
-def _check_view(view: str) -> str:
+def check_view(view: str) -> str:
     key = str(view).strip().upper()
     if key not in VIEWS:
         raise ValueError(f"unknown HMC-QU view {view!r}: use {' or '.join(VIEWS)}")
@@ -105,50 +134,116 @@ def _default_video_dir(root: Path, view: str) -> Path:
     raise MissingInputError(f"HMC-QU folder {root} does not exist")
 
 
-def read_sheet(path) -> pd.DataFrame:
-    """The label sheet as text cells (.xlsx through pandas + openpyxl; anything else as CSV)."""
-    path = Path(path)
+def _read_cells(path: Path) -> pd.DataFrame:
+    """Every cell of the sheet as text, no header ('' for empty cells)."""
     if not path.is_file():
         raise MissingInputError(f"HMC-QU label sheet {path} does not exist")
     excel = path.suffix.lower() in (".xlsx", ".xlsm")
     if excel:
         try:
-            import openpyxl  # noqa: F401  (pandas' xlsx engine; optional)
+            import openpyxl  # noqa: F401  (pandas' xlsx engine)
         except ImportError:
             raise BadInputError(f"reading {path} needs openpyxl (pip install openpyxl), "
                                 "or save the sheet as CSV and pass labels_file") from None
     try:
         if excel:
-            return pd.read_excel(path, dtype=str, keep_default_na=False)
-        return pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
+            cells = pd.read_excel(path, header=None, dtype=str)
+        else:
+            try:
+                cells = pd.read_csv(path, header=None, dtype=str, encoding="utf-8-sig", skip_blank_lines=False)
+            except UnicodeDecodeError:  # "CSV" as saved by older Excel versions
+                cells = pd.read_csv(path, header=None, dtype=str, encoding="cp1252", skip_blank_lines=False)
     except pd.errors.EmptyDataError:
         raise BadInputError(f"HMC-QU label sheet {path} is empty") from None
-    except (ValueError, OSError) as e:  # not a spreadsheet, bad encoding, unreadable
-        raise BadInputError(f"cannot read HMC-QU label sheet {path}: {e}") from None
+    except (ValueError, OSError, pd.errors.ParserError) as e:  # not a spreadsheet, unreadable
+        raise BadInputError(f"cannot read HMC-QU label sheet {path}: {' '.join(str(e).split())}") from None
+    if cells.empty:
+        raise BadInputError(f"HMC-QU label sheet {path} is empty")
+    return cells.fillna("").astype(str).apply(lambda column: column.str.strip())
 
 
-def _find_column(table: pd.DataFrame, wanted: str, path: Path) -> str:
-    by_key = {normalise_name(c): c for c in table.columns}
+def _header_names(row) -> set[str]:
+    return {normalise_name(c) for c in row if c}
+
+
+def read_sheet(path, wanted: Sequence[str] = ()) -> Sheet:
+    """The label sheet with its one or two header rows turned into column names. The second row is a header
+    when it names a segment (SEG<n>), a cycle column or one of `wanted`."""
+    path = Path(path)
+    cells = _read_cells(path)
+    known = {normalise_name(c) for c in (*CYCLE_COLUMNS, *wanted)}
+    second = len(cells) > 1 and any(_SEGMENT.match(key) or key in known for key in _header_names(cells.iloc[1]))
+    top = list(cells.iloc[0])
+    names = [low or high for high, low in zip(top, cells.iloc[1])] if second else top
+    names = [name or f"column {k + 1}" for k, name in enumerate(names)]
+    seen = {}
+    for k, name in enumerate(names):  # repeated names get a suffix, as pandas does
+        key = normalise_name(name)
+        if key in seen:
+            names[k] = f"{name}.{seen[key]}"
+        seen[key] = seen.get(key, 0) + 1
+    table = cells.iloc[2 if second else 1:].reset_index(drop=True)
+    table.columns = names
+    return Sheet(path, table)
+
+
+def _find_column(sheet: Sheet, wanted: str, what: str = "pass video_column / label_columns") -> str:
+    by_key = {normalise_name(c): c for c in sheet.table.columns}
     if normalise_name(wanted) not in by_key:
-        raise BadInputError(f"{path} has no column '{wanted}' (has: {', '.join(map(str, table.columns))}); "
-                            "pass video_column / label_columns")
+        raise BadInputError(f"{sheet.path} has no column '{wanted}' (has: {', '.join(map(str, sheet.table.columns))})"
+                            f"; {what}")
     return by_key[normalise_name(wanted)]
 
 
-def _label(table: pd.DataFrame, i: int, columns: Sequence[str], path: Path, name: str) -> int:
-    """1 if any segment cell of data row i is 1, else 0; anything but 0 / 1 is an error."""
+def _label_columns(sheet: Sheet, label_columns: Sequence[str] | None) -> list[str]:
+    if label_columns is not None:
+        return [_find_column(sheet, c) for c in label_columns]
+    columns = [c for c in sheet.table.columns if _SEGMENT.match(normalise_name(c))]
+    if not columns:
+        raise BadInputError(f"{sheet.path} has no segment columns SEG<n> "
+                            f"(has: {', '.join(map(str, sheet.table.columns))}); pass label_columns")
+    return columns
+
+
+def _segment(raw: str) -> float:
+    """MI -> 1, non-MI -> 0 (any case, spaces, hyphens), or the number written; NaN for anything else."""
+    word = re.sub(r"[\s_-]+", "", raw).lower()
+    if word in _WORDS:
+        return _WORDS[word]
+    try:
+        return float(raw)
+    except ValueError:
+        return math.nan
+
+
+def _label(sheet: Sheet, i: int, columns: Sequence[str], name: str) -> int:
+    """1 if any segment cell of data row i is MI (or 1), else 0; anything else is an error."""
     label = 0
     for column in columns:
-        raw = str(table[column].iloc[i]).strip()
-        try:
-            value = float(raw)
-        except ValueError:
-            value = math.nan
+        raw = sheet.cell(i, column)
+        value = _segment(raw)
         if value not in (0.0, 1.0):
-            raise BadInputError(f"{path} data row {i + 1} ({name}), column '{column}': "
-                                f"{raw!r} is not 0 or 1")
+            raise BadInputError(f"{sheet.where(i, name, column)}: {raw!r} is not 0 or 1 (nor MI / non-MI)")
         label = max(label, int(value))
     return label
+
+
+def _frame_number(sheet: Sheet, i: int, column: str, name: str) -> int:
+    raw = sheet.cell(i, column)
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value == int(value) and value >= 1):
+        raise BadInputError(f"{sheet.where(i, name, column)}: {raw!r} is not a frame number (1, 2, ...)")
+    return int(value)
+
+
+def _cycle(sheet: Sheet, i: int, columns: Sequence[str], name: str) -> tuple[int, int]:
+    first, last = (_frame_number(sheet, i, column, name) for column in columns)
+    if last <= first:
+        raise BadInputError(f"{sheet.where(i, name, columns[1])}: {last} is not after the reference frame {first}")
+    return first, last
 
 
 def _some(items, k: int = 5) -> str:
@@ -156,25 +251,7 @@ def _some(items, k: int = 5) -> str:
     return ", ".join(items[:k]) + (", ..." if len(items) > k else "")
 
 
-def list_recordings(root, view: str = "A4C", labels_file=None, video_dir=None,
-                    video_column: str = DEFAULT_VIDEO_COLUMN, label_columns: Sequence[str] | None = None,
-                    patient_of: Callable[[str], str] = patient_id) -> HMCQUListing:
-    """Pair the sheet's rows with the videos; recordings sorted by name, unmatched ones reported once."""
-    root, view = Path(root), _check_view(view)
-    path = Path(labels_file) if labels_file is not None else _default_labels_file(root, view)
-    folder = Path(video_dir) if video_dir is not None else _default_video_dir(root, view)
-    if not folder.is_dir():
-        raise MissingInputError(f"HMC-QU video folder {folder} does not exist")
-    table = read_sheet(path)
-    name_column = _find_column(table, video_column, path)
-    if label_columns is None:
-        columns = [c for c in table.columns if _SEGMENT.match(normalise_name(c))]
-        if not columns:
-            raise BadInputError(f"{path} has no segment columns SEG1..SEG7 "
-                                f"(has: {', '.join(map(str, table.columns))}); pass label_columns")
-    else:
-        columns = [_find_column(table, c, path) for c in label_columns]
-
+def _videos_by_key(folder: Path) -> dict[str, Path]:
     videos = {}
     listed = [p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")]  # no hidden temp files
     for video in sorted(p for p in listed if p.suffix.lower() in VIDEO_EXTENSIONS):
@@ -183,24 +260,51 @@ def list_recordings(root, view: str = "A4C", labels_file=None, video_dir=None,
             raise BadInputError(f"videos {videos[key].name} and {video.name} in {folder} have the same name "
                                 "once case, spaces and extension are ignored")
         videos[key] = video
+    return videos
+
+
+def _is_skipped(sheet: Sheet, i: int, name: str, columns: Sequence[str], name_column: str) -> bool:
+    """Blank rows and footnotes ('* indicates HMC-QU-TAU'): no segment cell filled."""
+    if any(sheet.cell(i, c) for c in columns):
+        if not name:
+            raise BadInputError(f"{sheet.path} data row {i + 1}: empty '{name_column}' in a row with labels")
+        return False
+    return not name or name.startswith(TAU_MARK)
+
+
+def list_recordings(root, view: str = "A4C", labels_file=None, video_dir=None,
+                    video_column: str = DEFAULT_VIDEO_COLUMN, label_columns: Sequence[str] | None = None,
+                    patient_of: Callable[[str], str] = patient_id, cycle: bool = False) -> HMCQUListing:
+    """Pair the sheet's rows with the videos; recordings sorted by name, unmatched ones reported once."""
+    root, view = Path(root), check_view(view)
+    path = Path(labels_file) if labels_file is not None else _default_labels_file(root, view)
+    folder = Path(video_dir) if video_dir is not None else _default_video_dir(root, view)
+    if not folder.is_dir():
+        raise MissingInputError(f"HMC-QU video folder {folder} does not exist")
+    sheet = read_sheet(path, wanted=[video_column, *(label_columns or [])])
+    name_column = _find_column(sheet, video_column)
+    columns = _label_columns(sheet, label_columns)
+    cycle_columns = [_find_column(sheet, c, "pass --hmcqu_frames all to use whole recordings")
+                     for c in CYCLE_COLUMNS] if cycle else []
+    videos = _videos_by_key(folder)
 
     recordings, unmatched_rows, seen = [], [], {}
-    for i, name in enumerate(table[name_column]):
-        if not str(name).strip():
-            if any(str(table[c].iloc[i]).strip() for c in columns):
-                raise BadInputError(f"{path} data row {i + 1}: empty '{name_column}' in a row with labels")
-            continue  # a blank row (sheets often end with some)
+    for i in range(len(sheet.table)):
+        name = sheet.cell(i, name_column)
+        if _is_skipped(sheet, i, name, columns, name_column):
+            continue
         key = normalise_name(name)
         if key in seen:
             raise BadInputError(f"{path} data rows {seen[key] + 1} and {i + 1} name the same recording {name!r}")
         seen[key] = i
-        label = _label(table, i, columns, path, str(name).strip())
+        label = _label(sheet, i, columns, name)
+        frames = _cycle(sheet, i, cycle_columns, name) if cycle else None
         if key not in videos:
-            unmatched_rows.append(str(name).strip())
+            unmatched_rows.append(name.rstrip(TAU_MARK).strip())
             continue
         video = videos[key]
-        recordings.append(Recording(path=video, label=label, recording=video.stem,
-                                    patient=patient_of(video.stem), view=view, row=i + 1))
+        recordings.append(Recording(path=video, label=label, recording=video.stem, patient=patient_of(video.stem),
+                                    view=view, row=i + 1, cycle=frames, tau=name.endswith(TAU_MARK)))
     unmatched_videos = [video for key, video in videos.items() if key not in seen]
 
     if unmatched_rows:

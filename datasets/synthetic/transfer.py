@@ -19,30 +19,38 @@ in file order): the top-left block, rows 0..5 and columns 0..15 of the stored fr
 level MARKER_BASE + MARKER_STEP * k; the rest of the top-left corner is black, so a flipped or
 transposed reading is visible too.
 
-HMC-QU (`make_synthetic_hmcqu`): OUT/HMC-QU/A4C/ES0001 _4CH_1.avi ... (MJPG, 25 fps, 160x120:
-the sector in the middle, black borders, a static text overlay in the left border) and
-OUT/A4C.csv with columns ECHO, SEG1..SEG7, Reference Frame, End of Cycle. About half the
-recordings are MI (one or two segments = 1, EF 25..45), the others have all segments 0 (EF 55..75).
-The ECHO names are deliberately odd, cycling over: exact, lower case, with '.AVI', spaces moved,
-surrounding spaces and no space. `with_unmatched` adds a row without a video (ES9999) and a
-video without a row (ES9998).
+HMC-QU (`make_synthetic_hmcqu`), as the public release ships it: OUT/HMC-QU/A4C/<name>.avi and
+OUT/HMC-QU/A2C/<name>.avi (MJPG, 25 fps, 160x120: the sector in the middle, black borders, a static text
+overlay in the left border) and the label sheets OUT/A4C.xlsx, OUT/A2C.xlsx in the published layout (or the same
+cells saved as CSV): two header rows (row 1 'ECHO' and 'LV Wall Ground-truth Segmentation Masks' over
+'LABEL' merged over the six segment columns and 'One cardiac-cycle frames' merged over two; row 2 the segment
+names of the view, 'Reference Frame', 'End of Cycle' and a cell of check-mark glyphs), segment cells 'MI' /
+'non-MI', the annotated cycle (ED to the next ED, 1-based, inside the video), a mask glyph per row, then a
+blank row and the footnote '* indicates HMC-QU-TAU'. Patients ES0001, ES0002, ..., ES00010, ... (the release's
+numbering); every patient has an A4C recording, 3 in 4 an A2C one. Names as typed in the release: A4C
+'ES0001 _4CH_1', 'ES0002 N_4CH_1' / 'ES0003 n_4CH_3' (N / n: a normal subject), 'ES0004_4CH_1'; A2C
+'ES0001_CH2_1', 'ES0002_CH2_2*' ('*': HMC-QU-TAU; the video is named without it). About half the patients are
+MI (one or two MI segments per view, EF 25..45), the others have no MI segment (EF 55..75). `with_unmatched`
+adds an A4C row without a video (ES9999) and a video without a row (ES9998).
 
 CLI: python -m datasets.synthetic.transfer --kind camus|hmcqu --out DIR --n N --seed S
-     [--layout nifti|mhd] [--frames F] [--with-unmatched]
+     [--layout nifti|mhd] [--frames F] [--sheet xlsx|csv] [--with-unmatched]
 """
 from __future__ import annotations
 
 import argparse
+import csv
 import gzip
+import io
 import os
 import shutil
 import tempfile
+from functools import partial
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
-
 from utils.files.atomic import atomic_open, atomic_write_text
 
 from .echonet import _render_video, disk_volume, write_grey_avi
@@ -52,8 +60,13 @@ QUALITIES = ("Good", "Medium", "Poor")
 MARKER_BASE, MARKER_STEP = 8, 8  # level of stored frame k: 8 + 8k (<= 248 for the <= 31 frames)
 MARKER_ROWS, MARKER_COLS = 6, 16
 RENDER_FRAMES = 91  # enough for ED (< period <= 60) plus half a period (<= 30)
-N_SEGMENTS = 7
 HMCQU_FPS = 25.0
+HMCQU_VIEWS = ("A4C", "A2C")
+HMCQU_SEGMENTS = {"A4C": ("SEG3", "SEG9", "SEG14", "SEG16", "SEG12", "SEG6"),
+                  "A2C": ("SEG4", "SEG10", "SEG15", "SEG13", "SEG7", "SEG1")}
+HMCQU_HEADER_MASKS = "LV Wall Ground-truth Segmentation Masks"
+HMCQU_FOOTNOTE = "* indicates HMC-QU-TAU"
+MASK_GLYPHS = ("\u2714", "\u2718")  # heavy check mark, heavy ballot x: a mask is given / not given
 
 
 def _disk_ef(tracings: dict, t_ed: int, t_es: int) -> float:
@@ -137,9 +150,11 @@ def make_synthetic_camus(out_dir, n: int = 10, seed: int = 0, layout: str = "nif
     return root
 
 
-def _hmcqu_frames(rng: np.random.Generator, n_frames: int, ef: float, width: int, height: int) -> np.ndarray:
-    """The 112x112 heart scaled into a black (height, width) canvas, with a static text overlay."""
-    frames, _, _ = _render_video(rng, n_frames, ef)
+def _hmcqu_frames(rng: np.random.Generator, n_frames: int, ef: float, width: int, height: int
+                  ) -> tuple[np.ndarray, tuple[int, int]]:
+    """The 112x112 heart scaled into a black (height, width) canvas, with a static text overlay; and the
+    annotated cycle (Reference Frame, End of Cycle), 1-based: ED to the next ED, inside the video."""
+    frames, _, (t_ed, t_es) = _render_video(rng, n_frames, ef)
     side = height - 20
     top, left = 10, (width - side) // 2
     canvas = np.zeros((n_frames, height, width), np.uint8)
@@ -149,49 +164,110 @@ def _hmcqu_frames(rng: np.random.Generator, n_frames: int, ef: float, width: int
     for row, text in enumerate(("HMC", "25", "fps")):
         cv2.putText(overlay, text, (1, 20 + 14 * row), cv2.FONT_HERSHEY_PLAIN, 0.7, 220, 1)
     canvas[:, overlay > 0] = overlay[overlay > 0]
-    return canvas
+    first = t_ed if t_ed + 2 < n_frames else 0  # a short video: the cycle starts at its first frame
+    last = max(first + 1, min(first + 2 * (t_es - t_ed), n_frames - 2))
+    return canvas, (first + 1, last + 1)
 
 
-def _odd_name(stem: str, i: int) -> str:
-    """The ECHO cell for recording `stem`, spelled in one of five ways a real sheet might use."""
-    compact = stem.replace(" ", "")
-    return (stem, stem.lower(), stem + ".AVI", compact[:2] + " " + compact[2:], f"  {compact} ")[i % 5]
+def _echo_cell(view: str, patient: str, normal: bool, k: int) -> str:
+    """The ECHO cell as the published sheets spell it (the video is named so, without a trailing '*')."""
+    if view == "A2C":
+        return patient + ("_CH2_1", "_CH2_2*", "_CH2_1")[k % 3]  # '*': the HMC-QU-TAU subset
+    tags = (" N_4CH_1", " n_4CH_3", "_4CH_1", " _4CH_1") if normal else (" _4CH_1", "_4CH_1", " _4CH_2")
+    return patient + tags[k % len(tags)]
+
+
+def _sheet_row(name: str, view: str, segments, cycle, mask: bool) -> list:
+    return [name, *("MI" if s else "non-MI" for s in segments), *cycle, MASK_GLYPHS[0 if mask else 1]]
+
+
+def hmcqu_sheet(view: str, rows: list[list]) -> list[list]:
+    """The published sheet's cells: two header rows, the data rows, a blank row and the footnote."""
+    width = len(HMCQU_SEGMENTS[view]) + 4
+    first = ["ECHO", "LABEL"] + [""] * (width - 5) + ["One cardiac-cycle frames", "", HMCQU_HEADER_MASKS]
+    second = ["", *HMCQU_SEGMENTS[view], "Reference Frame", "End of Cycle", " / ".join(MASK_GLYPHS)]
+    return [first, second, *rows, [""] * width, [HMCQU_FOOTNOTE] + [""] * (width - 1)]
+
+
+def _write_sheet(cells: list[list], path: Path) -> None:
+    """.xlsx with the merged header cells of the release (openpyxl), or the same content saved as CSV."""
+    if path.suffix == ".csv":
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(cells)
+        with atomic_open(path, "wb") as f:  # with a BOM, as Excel saves "CSV UTF-8"
+            f.write(buffer.getvalue().encode("utf-8-sig"))
+        return
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    sheet = book.active
+    for row in cells:
+        sheet.append([None if cell == "" else cell for cell in row])
+    n_segments = len(cells[0]) - 4
+    last_segment = openpyxl.utils.get_column_letter(1 + n_segments)
+    cycle = [openpyxl.utils.get_column_letter(2 + n_segments + k) for k in range(2)]
+    for cells_range in ("A1:A2", f"B1:{last_segment}1", f"{cycle[0]}1:{cycle[1]}1"):
+        sheet.merge_cells(cells_range)
+    buffer = io.BytesIO()
+    book.save(buffer)
+    with atomic_open(path, "wb") as f:
+        f.write(buffer.getvalue())
 
 
 def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40, width: int = 160,
-                         height: int = 120, with_unmatched: bool = False) -> Path:
-    """Write `n` HMC-QU-like A4C recordings and A4C.csv under out_dir; returns out_dir."""
+                         height: int = 120, with_unmatched: bool = False, views=HMCQU_VIEWS,
+                         sheet_format: str = "xlsx") -> Path:
+    """Write `n` HMC-QU-like patients under out_dir (an A4C recording each, an A2C one for 3 in 4) and the
+    label sheets <view>.xlsx (or .csv) in the published layout; returns out_dir."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if n_frames < 2 or height < 40 or width < height - 20:
-        raise ValueError(f"need n_frames >= 2, height >= 40 and width >= height - 20, "
+    if n_frames < 4 or height < 40 or width < height - 20:
+        raise ValueError(f"need n_frames >= 4, height >= 40 and width >= height - 20, "
                          f"got {n_frames}, {height}, {width}")
+    if sheet_format not in ("xlsx", "csv"):
+        raise ValueError(f"sheet_format must be 'xlsx' or 'csv', got {sheet_format!r}")
     root = Path(out_dir)
-    videos = root / "HMC-QU" / "A4C"
-    videos.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     mi = np.zeros(n, bool)
     mi[rng.permutation(n)[: (n + 1) // 2]] = True
-    recording_rngs = rng.spawn(n + 1)
-    rows = []
+    patient_rngs = rng.spawn(n + 1)
+    rows = {view: [] for view in views}
     for i in range(n):
-        recording_rng = recording_rngs[i]
-        stem = f"ES{i + 1:04d} _4CH_1"
-        segments = np.zeros(N_SEGMENTS, int)
-        if mi[i]:
-            segments[recording_rng.choice(N_SEGMENTS, size=int(recording_rng.integers(1, 3)), replace=False)] = 1
-        ef = recording_rng.uniform(25, 45) if mi[i] else recording_rng.uniform(55, 75)
-        write_grey_avi(_hmcqu_frames(recording_rng, n_frames, ef, width, height), videos / f"{stem}.avi", HMCQU_FPS)
-        rows.append({"ECHO": _odd_name(stem, i), **{f"SEG{k + 1}": int(s) for k, s in enumerate(segments)},
-                     "Reference Frame": 1, "End of Cycle": n_frames})
-    if with_unmatched:
-        rows.append({"ECHO": "ES9999 _4CH_1", **{f"SEG{k + 1}": 0 for k in range(N_SEGMENTS)},
-                     "Reference Frame": 1, "End of Cycle": n_frames})
-        frames = _hmcqu_frames(recording_rngs[n], n_frames, 60.0, width, height)
-        write_grey_avi(frames, videos / "ES9998 _4CH_1.avi", HMCQU_FPS)
-    with atomic_open(root / "A4C.csv", "w") as f:
-        pd.DataFrame(rows).to_csv(f, index=False)
+        patient = f"ES000{i + 1}"  # ES0001 .. ES0009, ES00010, ...: the release's numbering
+        ef = patient_rngs[i].uniform(25, 45) if mi[i] else patient_rngs[i].uniform(55, 75)
+        for view, view_rng in zip(HMCQU_VIEWS, patient_rngs[i].spawn(2)):
+            if view not in views or (view == "A2C" and i % 4 == 3):
+                continue
+            segments = np.zeros(len(HMCQU_SEGMENTS[view]), int)
+            if mi[i]:
+                segments[view_rng.choice(len(segments), size=int(view_rng.integers(1, 3)), replace=False)] = 1
+            frames, cycle = _hmcqu_frames(view_rng, n_frames, ef, width, height)
+            name = _echo_cell(view, patient, not mi[i], int(np.sum(mi[:i] == mi[i])))  # spellings take turns
+            folder = root / "HMC-QU" / view
+            folder.mkdir(parents=True, exist_ok=True)
+            write_grey_avi(frames, folder / f"{name.rstrip('*')}.avi", HMCQU_FPS)
+            rows[view].append(_sheet_row(name, view, segments, cycle, mask=i % 3 != 2))
+    if with_unmatched and "A4C" in views:
+        rows["A4C"].append(_sheet_row("ES9999 _4CH_1", "A4C", [0] * 6, (1, n_frames), mask=False))
+        frames, _ = _hmcqu_frames(patient_rngs[n], n_frames, 60.0, width, height)
+        write_grey_avi(frames, root / "HMC-QU" / "A4C" / "ES9998 _4CH_1.avi", HMCQU_FPS)
+    for view in views:
+        _write_sheet(hmcqu_sheet(view, rows[view]), root / f"{view}.{sheet_format}")
     return root
+
+
+def generated_labels(path) -> pd.DataFrame:
+    """What a generated HMC-QU sheet says, read plainly with pandas (its second header row as column names),
+    independent of datasets.sources.hmcqu: one row per recording, columns echo (the cell as written), mi (1 if any
+    segment is 'MI'), first and last (the annotated cycle)."""
+    path = Path(path)
+    read = pd.read_excel if path.suffix == ".xlsx" else partial(pd.read_csv, encoding="utf-8-sig")
+    table = read(path, header=1, dtype=str)
+    table = table[table["Reference Frame"].notna()]  # not the blank row and the footnote
+    segments = [c for c in table.columns if str(c).startswith("SEG")]
+    return pd.DataFrame({"echo": table.iloc[:, 0], "mi": (table[segments] == "MI").any(axis=1).astype(int),
+                         "first": table["Reference Frame"].astype(int), "last": table["End of Cycle"].astype(int)}
+                        ).reset_index(drop=True)
 
 
 def main(argv=None) -> None:
@@ -199,10 +275,12 @@ def main(argv=None) -> None:
                                      description="Write a synthetic CAMUS-like or HMC-QU-like data set.")
     parser.add_argument("--kind", required=True, choices=["camus", "hmcqu"])
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--n", type=int, default=10, help="patients (camus) or recordings (hmcqu)")
+    parser.add_argument("--n", type=int, default=10, help="patients")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--layout", choices=["nifti", "mhd"], default="nifti", help="camus: file layout")
     parser.add_argument("--frames", type=int, default=40, help="hmcqu: frames per recording")
+    parser.add_argument("--sheet", choices=["xlsx", "csv"], default="xlsx",
+                        help="hmcqu: the label sheets as published (xlsx) or saved as CSV")
     parser.add_argument("--with-unmatched", action="store_true", help="hmcqu: add a row and a video without partner")
     args = parser.parse_args(argv)
     if args.kind == "camus":
@@ -210,8 +288,9 @@ def main(argv=None) -> None:
         print(f"wrote {args.n} CAMUS-like patients ({args.layout}) to {root}")
     else:
         root = make_synthetic_hmcqu(args.out, n=args.n, seed=args.seed, n_frames=args.frames,
-                                    with_unmatched=args.with_unmatched)
-        print(f"wrote {args.n} HMC-QU-like recordings to {root / 'HMC-QU' / 'A4C'} and labels to {root / 'A4C.csv'}")
+                                    with_unmatched=args.with_unmatched, sheet_format=args.sheet)
+        print(f"wrote {args.n} HMC-QU-like patients to {root / 'HMC-QU'} (A4C, A2C) and their label sheets "
+              f"{root / ('A4C.' + args.sheet)}, {root / ('A2C.' + args.sheet)}")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,81 @@
+"""Clips of transfer_learning.py's videos (datasets/transfer.py): HMC-QU's annotated cycle, the released CAMUS
+normalisation and the random affine augmentation of fine-tuning clips, drawn per (seed, epoch, index)."""
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from datasets.clips import clip_grid, cut_clips
+from datasets.sources import camus, hmcqu
+from datasets.sources.any_video import load_echo_video, resample_frames
+from datasets.synthetic.transfer import generated_labels, make_synthetic_camus, make_synthetic_hmcqu
+from datasets.transfer import (CAMUS_MEAN, CAMUS_STD, ClipSpec, TrainClips, VideoClips, affine_frames,
+                               affine_parameters, camus_videos, decoded_frames, hmcqu_videos)
+from utils.script.errors import BadInputError
+
+SPEC = ClipSpec(frames=4, frequency=2, clip_stride=4)
+
+
+@pytest.fixture(scope="module")
+def hmcqu_cycles(tmp_path_factory):
+    """A4C recordings of 12 frames whose annotated cycle ends before the last frame."""
+    root = make_synthetic_hmcqu(tmp_path_factory.mktemp("cycles"), n=3, seed=4, n_frames=12, views=("A4C",),
+                                sheet_format="csv")
+    return root, hmcqu_videos(hmcqu.list_recordings(root, "A4C", cycle=True))
+
+
+def test_cycle_clips_use_the_annotated_frames(hmcqu_cycles, tmp_path):
+    root, videos = hmcqu_cycles
+    sheet = generated_labels(root / "A4C.csv")
+    assert [v.cycle for v in videos] == list(zip(sheet["first"], sheet["last"]))
+    for video in videos:
+        first, last = video.cycle
+        native, info = load_echo_video(video.path, "auto", 0)
+        expected = resample_frames(native[first - 1:last], info.source_fps, 50.0)[0]  # 25 -> 50 fps
+        frames = decoded_frames(video, SPEC, tmp_path)
+        assert np.array_equal(frames, expected) and len(frames) == 2 * (last - first + 1) < 2 * len(native)
+        whole = decoded_frames(replace(video, cycle=None), SPEC, tmp_path)  # --hmcqu_frames all
+        assert len(whole) == 2 * len(native) == 24
+        item = VideoClips([video], SPEC, tmp_path)[0]
+        assert item["starts"].tolist() == clip_grid(len(frames), 4, 2, 4).tolist()
+        assert torch.equal(item["image"], cut_clips(expected, item["starts"].numpy(), 4, 2))
+    with pytest.raises(BadInputError, match=r"has 12 frames but its annotated cycle ends at frame 13"):
+        decoded_frames(replace(videos[0], cycle=(2, 13)), SPEC, tmp_path)
+
+
+def test_affine_frames_rotate_scale_and_shift():
+    frames = np.zeros((2, 5, 5, 3), np.uint8)
+    frames[:, 0, 4] = 200  # top right
+    assert np.array_equal(affine_frames(frames, 90.0, (0, 0), 1.0)[1, ..., 0], np.rot90(frames[1, ..., 0]))
+    shifted = affine_frames(frames, 0.0, (-2, 3), 1.0)
+    assert shifted[0, 3, 2].tolist() == [200] * 3 and shifted.sum() == 2 * 3 * 200
+    assert affine_frames(frames, 0.0, (0, 0), 0.5)[0, 1, 3, 0] > 0  # half size about the centre (2, 2)
+
+
+def test_affine_parameters_are_the_released_ranges():
+    generator = torch.Generator().manual_seed(0)
+    angles, shifts, scales = zip(*(affine_parameters(generator, 112) for _ in range(300)))
+    assert -10 <= min(angles) < -9 and 9 < max(angles) <= 10
+    assert {s for shift in shifts for s in shift} == set(range(-11, 12))  # +-10 % of 112 px, whole pixels
+    assert 0.8 <= min(scales) < 0.82 and 1.08 < max(scales) <= 1.1
+
+
+def test_train_clips_affine_camus_normalisation_per_seed_epoch_index(tmp_path):
+    pytest.importorskip("nibabel")
+    videos = camus_videos(make_synthetic_camus(tmp_path / "camus", n=2, seed=6), ("4CH",))
+    spec = ClipSpec(frames=8, frequency=4, clip_stride=16, seed=3, aug="affine", normalisation="camus")
+    clips = TrainClips(videos, spec, tmp_path / "frames")
+    item = clips[1]
+    assert torch.equal(clips[1]["image"], item["image"])  # the same draw every time
+    pixels = item["image"].numpy() * CAMUS_STD + CAMUS_MEAN  # back to 0..255 with the released statistics
+    assert np.abs(pixels - np.rint(pixels)).max() < 1e-3 and pixels.min() > -1e-3 and pixels.max() < 255.001
+    generator = clips.generator(1)
+    torch.randint(1, (1,), generator=generator)  # the start (one valid start: the CAMUS clip is 8 frames)
+    grey = camus.load_frames(videos[1].camus, 8)
+    warped = affine_frames(grey[..., None], *affine_parameters(generator, 112))[..., 0]
+    assert np.allclose(pixels, warped[None], atol=1e-3) and not np.array_equal(warped, grey)
+    clips.set_epoch(1)
+    assert not torch.equal(clips[1]["image"], item["image"])  # another epoch, another draw
+    plain = VideoClips(videos, replace(spec, normalisation="echonet"), tmp_path / "frames")[1]["image"][0]
+    assert torch.equal(plain, cut_clips(np.repeat(grey[..., None], 3, axis=-1), [0], 8, 1)[0])  # EchoNet mean / std
