@@ -9,9 +9,10 @@ Measures, in one process:
 2. reading one synthetic CAMUS sequence (.nii.gz) and cutting its normalised ED->ES clip, as the
    embedding pass does for every video;
 3. one fold's head of each frozen mode, transfer.frozen.fit_head with transfer_learning.py's defaults, on random
-   CAMUS-sized embeddings: 450 training patients x 2 views = 900 clips of the encoder's width.
-Then the estimate for `--dataset camus --pretrained_weights A B --mode linear` (500 patients x 2 views x
-2 checkpoints = 2000 embeddings, 10 folds x 2 checkpoints heads), and for a second run that finds every
+   CAMUS-sized embeddings: the 450 training patients' 4CH clips (--views 4CH, the default) of the encoder's
+   width.
+Then the estimate for `--dataset camus --pretrained_weights A B --mode linear` (500 patients x 1 view x
+2 checkpoints = 1000 embeddings, 10 folds x 2 checkpoints heads), and for a second run that finds every
 embedding in the cache.
 """
 import argparse
@@ -31,7 +32,7 @@ from datasets.clips import cut_clips  # noqa: E402
 from datasets.synthetic.transfer import make_synthetic_camus  # noqa: E402
 from models import get_feature_extractor  # noqa: E402
 
-PATIENTS, VIEWS, CHECKPOINTS, FOLDS = 500, 2, 2, 10
+PATIENTS, VIEWS, CHECKPOINTS, FOLDS = 500, 1, 2, 10  # --views 4CH: one sequence per patient
 
 
 def main():
@@ -68,8 +69,9 @@ def main():
 
     width = model.head.in_features
     rng = np.random.default_rng(0)
-    features = rng.normal(size=(900, width)).astype(np.float32)
-    targets = rng.uniform(20, 80, 900)
+    n_train = (PATIENTS - PATIENTS // FOLDS) * VIEWS
+    features = rng.normal(size=(n_train, width)).astype(np.float32)
+    targets = rng.uniform(20, 80, n_train)
     heads = {}
     for mode in ("linear", "mlp"):
         head_opt = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".", "--mode", mode,
@@ -91,7 +93,7 @@ def main():
     print(f"| CAMUS read + clip, one video | {reading:.3f} | {1 / reading:.1f} videos/s |")
     print(f"| embedding one CAMUS video (both) | {per_video:.3f} | {1 / per_video:.2f} embeddings/s |")
     for mode, seconds in heads.items():
-        print(f"| {mode} head, one fold (900 clips, {defaults.head_epochs} epochs x batch "
+        print(f"| {mode} head, one fold ({n_train} clips, {defaults.head_epochs} epochs x batch "
               f"{defaults.head_batch_size}) | {seconds:.2f} | |")
     print()
     for mode, seconds in heads.items():
