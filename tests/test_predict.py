@@ -37,21 +37,27 @@ needs_samples = pytest.mark.skipif(not SAMPLE_VIDEOS, reason=f"EchoNet sample vi
 FRAMES, FREQUENCY, STRIDE = 8, 8, 100  # span 57 frames: the samples (129-223 frames) get 2-3 grid clips
 TINY = ["--model", "uniformer_tiny", "--frames", str(FRAMES), "--frequency", str(FREQUENCY), "--device", "cpu"]
 HF_SPEC = "hf://someone/coreecho-tiny/runs/best.pth"
+# the released zero-padding and no length floor: the files below test the readers on loops of a few frames
+READERS = ["--short_loops", "pad", "--min_frames", "2", "--min_seconds", "0"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
+def write_tiny_checkpoint(path):
+    """A seeded random uniformer_tiny checkpoint whose EFs differ by several points between clips."""
     torch.manual_seed(0)
     model = get_feature_extractor("uniformer_tiny")
     regressor = get_shallow_mlp_head(model.head.in_features)
     with torch.no_grad():
         regressor[-1].weight.mul_(100)  # random weights give nearly constant EFs; spread them out
-    path = tmp_path_factory.mktemp("weights") / "best.pth"
     save_best(path, model, regressor, 3, 1.0)
     return path
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights") / "best.pth")
 
 
 def read_outputs(out):
@@ -206,7 +212,7 @@ def mixed_run(checkpoint, tmp_path_factory):
     write_dicom(videos / "ybr.dcm", np.zeros((4, 112, 112, 3), np.uint8), "YBR_FULL_422",
                 pixel_bytes=ybr_full_422(grey), RecommendedDisplayFrameRate=50)
     screen, boxes = write_screen_recording(videos)
-    status = predict.main(["--pretrained_weights", str(checkpoint), *TINY, "--num_workers", "0",
+    status = predict.main(["--pretrained_weights", str(checkpoint), *TINY, *READERS, "--num_workers", "0",
                            "--clip_stride", str(STRIDE), "--output", str(folder / "out" / "ef.csv"), str(videos)])
     table, clips = read_outputs(folder / "out" / "ef.csv")
     return {"status": status, "table": table, "clips": clips, "boxes": boxes, "screen": screen.name,
@@ -255,8 +261,8 @@ def test_screen_recording_is_cropped_to_its_sector_and_scored(mixed_run):
 
 @pytest.fixture(scope="module")
 def broken_folder_run(checkpoint, tmp_path_factory):
-    """`python predict.py --plot` on a folder with one good DICOM and a corrupt AVI, a single-frame DICOM and
-    an AVI without frames; the weights come as hf://... from a pre-filled hub cache, offline."""
+    """`python predict.py --plot` on a folder with one good DICOM, a single-frame DICOM (skipped), a corrupt AVI
+    and an AVI without frames (failed); the weights come as hf://... from a pre-filled hub cache, offline."""
     pytest.importorskip("huggingface_hub")
     root = tmp_path_factory.mktemp("broken")
     folder = root / "videos"
@@ -270,9 +276,9 @@ def broken_folder_run(checkpoint, tmp_path_factory):
     hub = root / "hub"
     fill_hub_cache(hub, "someone/coreecho-tiny", "runs/best.pth", checkpoint.read_bytes())
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(hub), "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "predict.py", "--pretrained_weights", HF_SPEC, *TINY, "--num_workers",
-                             "0", "--clip_stride", str(STRIDE), "--output", str(root / "ef.csv"), "--plot",
-                             str(root / "plots"), str(folder)],
+    result = subprocess.run([sys.executable, "predict.py", "--pretrained_weights", HF_SPEC, *TINY, *READERS,
+                             "--num_workers", "0", "--clip_stride", str(STRIDE), "--output", str(root / "ef.csv"),
+                             "--plot", str(root / "plots"), str(folder)],
                             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
     return {"result": result, "outputs": read_outputs(root / "ef.csv") if (root / "ef.csv").exists() else None,
             "plots": root / "plots"}
@@ -284,14 +290,17 @@ def test_bad_files_do_not_stop_the_run_and_exit_1(broken_folder_run):
     assert "Traceback" not in result.stdout + result.stderr
     table, clips = broken_folder_run["outputs"]
     assert sorted(table["file"].map(os.path.basename)) == ["corrupt.avi", "empty.avi", "single.dcm", "ybr.dcm"]
-    for name, words in (("corrupt.avi", "cannot be opened as a video"), ("empty.avi", "has no frames"),
-                        ("single.dcm", "single-frame DICOM")):
+    for name, words in (("corrupt.avi", "cannot be opened as a video"), ("empty.avi", "has no frames")):
         row = row_of(table, name)
         assert words in row["error"] and name in row["error"] and pd.isna(row["ef"]) and row["n_clips"] == 0
-        assert f"{name}: FAILED: " in result.stdout
-    assert pd.isna(row_of(table, "ybr.dcm")["error"])
+        assert f"{name}: FAILED: " in result.stdout and row["status"] == "failed"
+    # one image is no loop: skipped with its reason, not a failure
+    row = row_of(table, "single.dcm")
+    assert "single frame: not a cine loop" in row["error"] and pd.isna(row["ef"]) and row["n_clips"] == 0
+    assert row["status"] == "skipped" and "single.dcm: skipped: single frame" in result.stdout
+    assert pd.isna(row_of(table, "ybr.dcm")["error"]) and row_of(table, "ybr.dcm")["status"] == "scored"
     assert set(clips["file"].map(os.path.basename)) == {"ybr.dcm"}
-    assert "3 FAILED" in result.stdout
+    assert "4 files: 1 scored (2 clips), 1 skipped, 2 failed" in result.stdout
     figures = list(broken_folder_run["plots"].iterdir())  # --plot: a figure for the scored video only
     assert [f.name for f in figures] == ["ybr.dcm.png"] and figures[0].read_bytes()[:4] == b"\x89PNG"
 

@@ -1,0 +1,331 @@
+"""predict.py over an echo archive: ~200 files in study folders laid out as a lab's DICOM export, mixing
+generated cine loops (extension-less, one RLE-compressed, one JPEG-LS one without a decoder) with pydicom's
+real vendor files (a JPEG-baseline YBR_FULL_422 ultrasound cine, single-frame ultrasound images, a 2-frame RLE
+secondary capture, a structured report), generated single-frame images, AVIs and corrupt files.
+
+One uninterrupted in-process run is the reference; a run SIGKILLed at a random row and resumed by two gloo
+processes under torchrun must write the same CSVs byte for byte. Its rows show the status rules
+(scored / skipped / failed, exit 1 only for failures) and the identity columns; no patient name, ID or birth
+date reaches any output or log. Clips: uniformer_tiny, 8 frames every frame, one clip per loop, 32x32 videos.
+"""
+import contextlib
+import csv
+import io
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import predict
+from conftest import REPO_ROOT, free_port
+from datasets.clips import clip_grid
+from datasets.short_loops import short_loop_plan
+from datasets.sources.archive_clips import ArchiveClips, LoopRules
+from test_predict import write_tiny_checkpoint
+from test_video_input import write_dicom
+from utils.files.results_stream import RowStream, read_rows
+from utils.script.cli import run_main
+from utils.script.errors import BadInputError
+
+pydicom = pytest.importorskip("pydicom")
+from pydicom.data import get_testdata_file  # noqa: E402
+from pydicom.encaps import encapsulate  # noqa: E402
+from pydicom.uid import JPEGLSLossless, RLELossless, UltrasoundImageStorage, generate_uid  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+N_STUDIES, CINES_PER_STUDY = 24, 4
+PHI = {"PatientName": "Quokka^Wilhelmina", "PatientID": "PID-5550172", "PatientBirthDate": "19230817"}
+REAL_PHI = ["Lestrade", "Last Name^First Name"]  # names in pydicom's files copied into the archive
+ARGS = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "1", "--clip_stride", "100", "--crop", "none",
+        "--target_fps", "0", "--min_frames", "8", "--min_seconds", "0", "--device", "cpu", "--num_workers", "0"]
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return write_tiny_checkpoint(tmp_path_factory.mktemp("weights") / "best.pth")
+
+
+def single_frame(path, frame, **tags):
+    """A one-image ultrasound object (US Image Storage, no NumberOfFrames), as scanners store stills."""
+    write_dicom(path, frame[None], **tags)
+    ds = pydicom.dcmread(path)
+    del ds.NumberOfFrames
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = UltrasoundImageStorage
+    ds.save_as(path, enforce_file_format=True)
+
+
+def write_study(folder, k, loops):
+    """STUDYk/SERIES1: 4 cine loops (8 frames, 32x32, 50 fps); SERIES2: a generated still and a real one;
+    SR0001: a structured report; every other study an AVI, the others pydicom's RLE secondary capture."""
+    study = {"StudyInstanceUID": generate_uid(), **PHI}
+    series = study | {"SeriesInstanceUID": generate_uid()}
+    for j in range(CINES_PER_STUDY):
+        write_dicom(folder / "SERIES1" / f"IM{j:04d}", loops[(k + j) % len(loops)], FrameTime=20,
+                    PixelSpacing=[0.3, 0.25], **series)
+    single_frame(folder / "SERIES2" / "IM0001", loops[k % len(loops)][0], **study)
+    shutil.copy(get_testdata_file("examples_rgb_color.dcm" if k % 2 else "examples_palette.dcm"),
+                folder / "SERIES2" / "IM0002")
+    shutil.copy(get_testdata_file("reportsi.dcm"), folder / "SR0001")
+    if k % 2:
+        writer = cv2.VideoWriter(str(folder / "loop.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 50, (32, 32))
+        for frame in loops[(k + 1) % len(loops)]:
+            writer.write(cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
+        writer.release()
+    else:
+        shutil.copy(get_testdata_file("SC_rgb_rle_2frame.dcm"), folder / "SERIES2" / "SC0001")
+
+
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory):
+    root = tmp_path_factory.mktemp("archive") / "export"
+    rng = np.random.default_rng(0)
+    loops = [cv2.GaussianBlur(rng.integers(0, 256, (8, 32, 32), dtype=np.uint8), (5, 5), 0) for _ in range(8)]
+    for k in range(N_STUDIES):
+        folder = root / f"STUDY{k:03d}"
+        for sub in ("SERIES1", "SERIES2"):
+            (folder / sub).mkdir(parents=True)
+        write_study(folder, k, loops)
+    extra = root / "STUDY999"
+    extra.mkdir()
+    rle = write_dicom(extra / "RLE0001", loops[3], FrameTime=20, **PHI)
+    ds = pydicom.dcmread(rle)
+    ds.compress(RLELossless)
+    ds.save_as(rle)
+    shutil.copy(get_testdata_file("examples_ybr_color.dcm"), extra / "US0001")  # JPEG baseline, 30 frames
+    write_dicom(extra / "JLS0001", np.zeros((8, 8, 8), np.uint8), transfer_syntax=JPEGLSLossless,
+                pixel_bytes=encapsulate([b"\xff\xd8 not really JPEG-LS \xff\xd9"] * 8))
+    (extra / "CUT0001").write_bytes((root / "STUDY000" / "SERIES1" / "IM0000").read_bytes()[:900])  # truncated
+    (extra / "broken.avi").write_bytes(rng.bytes(3000))
+    (extra / "noise.dcm").write_bytes(rng.bytes(3000))
+    cv2.VideoWriter(str(extra / "empty.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 30, (32, 32)).release()
+    write_dicom(extra / "FEW0001", loops[0][:5], FrameTime=20)  # 5 frames: fewer than --min_frames 8
+    return root
+
+
+def run_in_process(args):
+    """predict.main(args) -> (exit status, what it printed)."""
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        status = predict.main(args)
+    return status, printed.getvalue()
+
+
+def outputs(csv_path):
+    """(OUT.csv, OUT.clips.csv) as text."""
+    return csv_path.read_text(), csv_path.with_name(csv_path.stem + ".clips.csv").read_text()
+
+
+@pytest.fixture(scope="module")
+def reference(archive, checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference") / "ef.csv"
+    start = time.perf_counter()
+    status, printed = run_in_process(["--pretrained_weights", str(checkpoint), *ARGS, "--output", str(out),
+                                      str(archive)])
+    table = pd.read_csv(out, keep_default_na=False, dtype=str)
+    return {"status": status, "out": out, "texts": outputs(out), "table": table, "printed": printed,
+            "seconds": time.perf_counter() - start}
+
+
+def by_name(table, *parts):
+    rows = table[table["file"].map(lambda f: f.endswith(os.path.join(*parts)))]
+    assert len(rows) == 1, parts
+    return rows.iloc[0]
+
+
+# ---------------------------------------------------------------- status rules, identity, PHI
+
+def test_archive_rows_follow_the_status_rules(reference, archive):
+    table = reference["table"]
+    assert list(table.columns) == predict.CSV_COLUMNS and len(table) == len(set(table["file"])) == 200
+    assert table["file"].tolist() == sorted(table["file"])  # input order
+    statuses = table["status"].value_counts().to_dict()
+    loops = N_STUDIES * CINES_PER_STUDY + N_STUDIES // 2 + 2  # cines, AVIs, the RLE cine, the vendor cine
+    assert statuses == {"scored": loops, "skipped": 200 - loops - 5, "failed": 5}, statuses
+    assert reference["status"] == 1  # real failures only
+    expected = {("STUDY000", "SERIES2", "IM0001"): ("skipped", "single frame: not a cine loop"),
+                ("STUDY000", "SERIES2", "IM0002"): ("skipped", "single frame: not a cine loop"),
+                ("STUDY000", "SERIES2", "SC0001"): ("skipped", "secondary capture (Secondary Capture Image Storage)"),
+                ("STUDY000", "SR0001"): ("skipped", "no image (Basic Text SR Storage)"),
+                ("STUDY999", "RLE0001"): ("scored", ""), ("STUDY999", "US0001"): ("scored", ""),
+                ("STUDY999", "JLS0001"): ("failed", "JLS0001: "), ("STUDY999", "CUT0001"): ("failed", "CUT0001: "),
+                ("STUDY999", "broken.avi"): ("failed", "cannot be opened as a video"),
+                ("STUDY999", "noise.dcm"): ("failed", "not a readable DICOM file"),
+                ("STUDY999", "empty.avi"): ("failed", "has no frames"),
+                ("STUDY999", "FEW0001"): ("skipped", "5 frames: fewer than --min_frames 8")}
+    for parts, (status, words) in expected.items():
+        row = by_name(table, *parts)
+        assert row["status"] == status and words in row["error"], (parts, row["status"], row["error"])
+        assert (row["ef"] != "") == (status == "scored") and (row["n_clips"] != "0") == (status == "scored")
+    assert f"200 files: {loops} scored ({loops + 1} clips), {200 - loops - 5} skipped, 5 failed" \
+        in reference["printed"]
+    assert "FAILED" in reference["printed"] and "Traceback" not in reference["printed"]
+
+
+def test_clean_study_exits_0_with_skipped_objects(checkpoint, archive, tmp_path):
+    status, printed = run_in_process(["--pretrained_weights", str(checkpoint), *ARGS, "--output",
+                                      str(tmp_path / "ef.csv"), str(archive / "STUDY000")])
+    assert status == 0 and "8 files: 4 scored (4 clips), 4 skipped, 0 failed" in printed
+
+
+def test_dicom_rows_carry_their_study_and_series(reference, archive):
+    table = reference["table"]
+    first = by_name(table, "STUDY000", "SERIES1", "IM0000")
+    header = pydicom.dcmread(archive / "STUDY000" / "SERIES1" / "IM0000", stop_before_pixels=True)
+    assert (first["study_uid"], first["series_uid"], first["sop_uid"]) == \
+        (header.StudyInstanceUID, header.SeriesInstanceUID, header.SOPInstanceUID)
+    assert (first["frame_time_ms"], first["pixel_spacing_x_mm"], first["pixel_spacing_y_mm"]) == ("20", "0.25", "0.3")
+    same_study = table[table["file"].str.contains(f"STUDY000{os.sep}")]
+    generated = same_study[same_study["file"].str.contains("SERIES1|SERIES2.IM0001")]
+    assert generated["study_uid"].nunique() == 1 and len(generated) == 5
+    vendor = by_name(table, "STUDY999", "US0001")  # SonoSite: 33.333 ms frames, calibration in the US region
+    assert (vendor["frame_time_ms"], vendor["pixel_spacing_x_mm"]) == ("33.333", "0.510497")
+    assert vendor["study_uid"] == "1.2.840.114340.3.8251017118051.1.20160503.120850.2171"
+    assert by_name(table, "STUDY001", "loop.avi")["study_uid"] == ""
+
+
+def test_no_patient_data_in_outputs_or_logs(reference):
+    stem = str(reference["out"])[:-len(".csv")]
+    texts = [*reference["texts"], reference["printed"],
+             *(open(stem + end).read() for end in (".log", ".settings.json"))]
+    for value in [*PHI.values(), *REAL_PHI, "Quokka", "Wilhelmina"]:
+        assert not any(value in text for text in texts), value
+
+
+# ---------------------------------------------------------------- kill, resume, torchrun
+
+def test_sigkilled_run_resumed_by_two_torchrun_processes_writes_the_one_process_csv(reference, archive,
+                                                                                      checkpoint, tmp_path):
+    """A run SIGKILLed at a random row leaves complete rows only; `--resume` under torchrun (2 gloo processes)
+    scores the rest, each rank streaming its part, and rank 0 merges: the CSVs of one uninterrupted process."""
+    out = tmp_path / "ef.csv"
+    command = ["predict.py", "--pretrained_weights", str(checkpoint), *ARGS, "--output", str(out), str(archive)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    kill_after = random.randint(20, 150)  # rows written before the SIGKILL
+    process = subprocess.Popen([sys.executable, *command], cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.PIPE, env=env)
+    deadline = time.time() + 120
+    while process.poll() is None and time.time() < deadline:
+        if out.exists() and out.read_bytes().count(b"\n") > kill_after:
+            break
+        time.sleep(0.01)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    partial = out.read_text()
+    rows = list(csv.reader(io.StringIO(partial)))
+    assert partial.endswith("\n") and all(len(row) == len(predict.CSV_COLUMNS) for row in rows), kill_after
+    assert kill_after <= len(rows) - 1 < 200, (kill_after, len(rows))  # killed part-way, complete rows only
+
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                "--master_port", str(free_port())]
+    result = subprocess.run([*torchrun, *command, "--resume"], cwd=REPO_ROOT, capture_output=True, text=True,
+                            timeout=300, env=env)
+    assert result.returncode == reference["status"], result.stderr[-3000:]  # rank 0's: a file failed
+    assert outputs(out) == reference["texts"], kill_after
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ef.clips.csv", "ef.csv", "ef.log", "ef.rank1.log",
+                                                           "ef.settings.json"]
+    assert f"--resume: {len(rows) - 1} file(s) already done, {201 - len(rows)} left" in result.stdout
+    left = 201 - len(rows)  # rank 1 scored every other file left, in its own stream
+    assert f"[{left // 2}/{left // 2}] " in (tmp_path / "ef.rank1.log").read_text()
+
+
+def test_ctrl_c_says_how_many_are_done_and_how_to_resume(archive, checkpoint, tmp_path, monkeypatch, capsys):
+    csv_row, calls = predict.csv_row, []
+
+    def interrupted_after_five(item, clip_ef):
+        calls.append(item["path"])
+        if len(calls) == 6:
+            raise KeyboardInterrupt
+        return csv_row(item, clip_ef)
+
+    monkeypatch.setattr(predict, "csv_row", interrupted_after_five)
+    out = tmp_path / "ef.csv"
+    args = ["--pretrained_weights", str(checkpoint), *ARGS, "--output", str(out), str(archive / "STUDY001")]
+    with pytest.raises(SystemExit) as stop:
+        run_main(lambda: predict.main(args))
+    assert stop.value.code == 130
+    assert f"interrupted: 5 of 8 files done, kept in {out}; rerun the same command with --resume" \
+        in capsys.readouterr().err
+    assert len(pd.read_csv(out)) == 5
+
+
+def test_resume_scores_changed_new_and_failed_files_again(archive, checkpoint, tmp_path):
+    study = shutil.copytree(archive / "STUDY001", tmp_path / "STUDY001")
+    (study / "broken.avi").write_bytes(b"not a video")
+    out = tmp_path / "out" / "ef.csv"
+    args = ["--pretrained_weights", str(checkpoint), *ARGS, "--output", str(out), str(study)]
+    assert run_in_process(args)[0] == 1
+    first = pd.read_csv(out, keep_default_na=False, dtype=str).set_index("file")
+    changed = study / "SERIES1" / "IM0001"
+    os.utime(changed, ns=(changed.stat().st_atime_ns, changed.stat().st_mtime_ns + 10**9))  # same size, touched
+    shutil.copy(study / "SERIES1" / "IM0000", study / "SERIES1" / "IM0009")  # a new file
+    status, printed = run_in_process([*args, "--resume"])
+    # 9 rows before; the touched file and the failed one again, and the new one: 7 kept, 3 scored
+    assert status == 1 and "--resume: 7 file(s) already done, 3 left" in printed
+    table = pd.read_csv(out, keep_default_na=False, dtype=str).set_index("file")
+    assert len(table) == 10 and table.index.tolist() == sorted(table.index)
+    assert table.loc[str(changed), "file_mtime_ns"] == str(changed.stat().st_mtime_ns)
+    assert table.loc[str(changed), "ef"] == first.loc[str(changed), "ef"]  # same pixels, same EF
+    with pytest.raises(BadInputError, match=r"--resume: .*ef.csv was scored with other settings \(frequency: "
+                                            r"was 1, now 2\); rerun with the same options"):
+        predict.main([*args, "--resume", "--frequency", "2"])
+
+
+# ---------------------------------------------------------------- the pieces
+
+def test_row_stream_keeps_complete_rows_only(tmp_path):
+    path = tmp_path / "rows.csv"
+    with RowStream(path, ["file", "ef", "n"]) as rows:
+        rows.write({"file": "a,b.dcm", "ef": 55.123456789, "n": np.int64(3)})
+        rows.write({"file": "c.avi", "ef": float("nan")})
+    with open(path, "a") as f:
+        f.write("d.avi,61.2")  # a row cut by a power loss: no newline
+    with RowStream(path, ["file", "ef", "n"]) as rows:  # reopened: the cut row is dropped
+        rows.write({"file": "e.avi", "ef": 1.0, "n": 1})
+    assert path.read_text() == 'file,ef,n\n"a,b.dcm",55.12346,3\nc.avi,,\ne.avi,1.00000,1\n'
+    assert read_rows(path, ["file", "ef", "n"])["file"].tolist() == ["a,b.dcm", "c.avi", "e.avi"]
+    with pytest.raises(BadInputError, match="rows.csv holds other columns than this run writes"):
+        RowStream(path, ["file", "ef"])
+
+
+def test_short_loop_policies():
+    video = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
+    same, step, stride, note = short_loop_plan(video, 36, 4, 72, "pad")
+    assert same is video and (step, stride) == (4, 72) and "zero-padded at the end to 144 frames" in note
+    looped, step, stride, note = short_loop_plan(video, 36, 4, 72, "repeat")
+    assert looped.shape == (144, 2, 2, 3) and looped[:, 0, 0, 0].tolist() == [k % 50 for k in range(144)]
+    assert (step, stride) == (4, 72) and "the loop played 2.88 times to fill 144 frames" in note
+    fitted, step, stride, note = short_loop_plan(video, 36, 4, 72, "fit")
+    assert fitted is video and (step, stride) == (1, 18) and "sampled every 1 frame(s) instead of 4" in note
+    assert clip_grid(len(fitted), 36, step, stride).tolist() == [0, 14]  # inside the loop: no black frame
+    assert short_loop_plan(video, 16, 2, 16, "repeat")[1:] == (2, 16, None)  # 50 >= 32 frames: unchanged
+    with pytest.raises(ValueError, match="short-loop policy must be one of pad, repeat, fit"):
+        short_loop_plan(video, 36, 4, 72, "stretch")
+
+
+def test_default_rules_skip_short_loops_and_repeat_the_vendor_cine(tmp_path):
+    """predict.py's defaults (LoopRules()): under 10 frames or 0.5 s skipped; the SonoSite 1 s cine (30 frames at
+    30 fps -> 50 at 50 fps) is shorter than one 8 x 8 clip and played again to fill it."""
+    grey = np.random.default_rng(3).integers(0, 256, (20, 16, 16), dtype=np.uint8)
+    paths = [get_testdata_file("examples_ybr_color.dcm"), write_dicom(tmp_path / "nine.dcm", grey[:9], FrameTime=100),
+             write_dicom(tmp_path / "fast.dcm", grey, FrameTime=20)]
+    items = list(ArchiveClips(paths, 8, 8, crop="none", rules=LoopRules()))
+    assert [item["status"] for item in items] == ["scored", "skipped", "skipped"]
+    assert items[1]["error"] == "9 frames: fewer than --min_frames 10"
+    assert items[2]["error"] == "0.40 s long: shorter than --min_seconds 0.5"
+    vendor = items[0]
+    assert vendor["n_frames"] == 50 and vendor["starts"].tolist() == [0, 7] and vendor["image"].shape[0] == 2
+    assert "shorter than one clip (50 < 8 x 8 frames): the loop played 1.28 times" in vendor["notes"][-1]
+    assert vendor["identity"]["frame_time_ms"] == "33.333" and items[1]["identity"]["frame_time_ms"] == "100"
+    padded = ArchiveClips(paths[:1], 8, 8, crop="none", rules=LoopRules("pad"))[0]
+    assert "zero-padded at the end to 64 frames" in padded["notes"][-1]
+    assert not torch.equal(padded["image"], vendor["image"])  # black frames vs the loop again
