@@ -88,6 +88,56 @@ def fraction(text):
     return value
 
 
+def add_data_options(parser):
+    """How each data set's videos are read, labelled and cut into clips."""
+    parser.add_argument("--clip_stride", type=positive_int, default=None,
+                        help="hmcqu / folder: frames between clip starts; None: frames * frequency // 2")
+    parser.add_argument("--crop", default="auto",
+                        help="hmcqu / folder: auto = the moving sector, none = whole frame, or x,y,w,h")
+    parser.add_argument("--target_fps", type=float, default=DEFAULT_FPS,
+                        help="hmcqu / folder: resample videos to this frame rate (0 keeps the source rate)")
+    parser.add_argument("--views", default="4CH",
+                        help="camus: 4CH (one sequence per patient, as the released code), 2CH or both")
+    parser.add_argument("--qualities", nargs="+", default=None, metavar="QUALITY",
+                        help="camus: keep only views of these image qualities (Good Medium Poor); None: all")
+    parser.add_argument("--hmcqu_view", default="A4C", choices=(*hmcqu.VIEWS, "both"),
+                        help="hmcqu: the recordings of this view (both: A4C and A2C, a patient's views in one fold)")
+    parser.add_argument("--hmcqu_frames", default="cycle", choices=("cycle", "all"),
+                        help="hmcqu: clips over the annotated cardiac cycle (Reference Frame -> End of Cycle, as "
+                             "the published benchmarks) or over the whole recording")
+    parser.add_argument("--labels_file", default=None,
+                        help="hmcqu: the label sheet (None: DATA/<view>.xlsx or .csv); folder: the CSV in the "
+                             "folder (None: labels.csv)")
+    parser.add_argument("--video_column", default=hmcqu.DEFAULT_VIDEO_COLUMN,
+                        help="hmcqu: the sheet's column of video names")
+    parser.add_argument("--label_columns", nargs="+", default=None, metavar="COLUMN",
+                        help="hmcqu: the segment columns (MI = any of them MI or 1); None: every SEG<n> column")
+    parser.add_argument("--normalisation", default="auto", choices=("auto", *NORMALISATIONS),
+                        help="echonet: EchoNet mean / std (what CoReEcho's encoder was trained on); camus: the "
+                             "released CAMUS fine-tuning mean 40.94405 / std 54.723774; auto: camus for --dataset "
+                             "camus --mode finetune, else echonet")
+
+
+def checked(parser, opt):
+    """Options that argparse cannot check alone, and the defaults that depend on --dataset and --mode."""
+    fixed = {"camus": "regression", "hmcqu": "classification"}.get(opt.dataset)
+    if fixed and opt.task not in ("auto", fixed):
+        parser.error(f"--dataset {opt.dataset} is {fixed}; --task {opt.task} applies to --dataset folder")
+    if opt.target_fps < 0 or not math.isfinite(opt.target_fps):
+        parser.error(f"--target_fps must be >= 0, got {opt.target_fps}")
+    if opt.hmcqu_view == "both" and opt.labels_file:
+        parser.error("--labels_file names one sheet: use it with --hmcqu_view A4C or A2C")
+    released = opt.dataset == "camus" and opt.mode == "finetune"  # the released CAMUS fine-tuning protocol
+    opt.normalisation = {"auto": "camus" if released else "echonet"}.get(opt.normalisation, opt.normalisation)
+    opt.aug = {"auto": "affine" if released else "none"}.get(opt.aug, opt.aug)
+    opt.crop = parse_crop(opt.crop)
+    opt.clip_stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
+    if opt.dataset == "camus":
+        opt.views = camus.parse_views(opt.views)
+        opt.qualities = None if opt.qualities is None else sorted(camus.parse_qualities(opt.qualities))
+    return opt
+
+
 def parse_option(argv=None):
     parser = parser_with_defaults("transfer_learning.py", "Compare encoders by transfer learning on CAMUS (EF), "
                                   "HMC-QU (MI) or a labelled video folder, on the same patient-level folds")
@@ -119,32 +169,7 @@ def parse_option(argv=None):
             action.help = {"frames": "frames per clip (CAMUS: its ED->ES half cycle resampled to this many)",
                            "frequency": "sampling period between frames of hmcqu / folder clips (not used for "
                                         "CAMUS)"}[action.dest]
-    parser.add_argument("--clip_stride", type=positive_int, default=None,
-                        help="hmcqu / folder: frames between clip starts; None: frames * frequency // 2")
-    parser.add_argument("--crop", default="auto",
-                        help="hmcqu / folder: auto = the moving sector, none = whole frame, or x,y,w,h")
-    parser.add_argument("--target_fps", type=float, default=DEFAULT_FPS,
-                        help="hmcqu / folder: resample videos to this frame rate (0 keeps the source rate)")
-    parser.add_argument("--views", default="4CH",
-                        help="camus: 4CH (one sequence per patient, as the released code), 2CH or both")
-    parser.add_argument("--qualities", nargs="+", default=None, metavar="QUALITY",
-                        help="camus: keep only views of these image qualities (Good Medium Poor); None: all")
-    parser.add_argument("--hmcqu_view", default="A4C", choices=(*hmcqu.VIEWS, "both"),
-                        help="hmcqu: the recordings of this view (both: A4C and A2C, a patient's views in one fold)")
-    parser.add_argument("--hmcqu_frames", default="cycle", choices=("cycle", "all"),
-                        help="hmcqu: clips over the annotated cardiac cycle (Reference Frame -> End of Cycle, as "
-                             "the published benchmarks) or over the whole recording")
-    parser.add_argument("--labels_file", default=None,
-                        help="hmcqu: the label sheet (None: DATA/<view>.xlsx or .csv); folder: the CSV in the "
-                             "folder (None: labels.csv)")
-    parser.add_argument("--video_column", default=hmcqu.DEFAULT_VIDEO_COLUMN,
-                        help="hmcqu: the sheet's column of video names")
-    parser.add_argument("--label_columns", nargs="+", default=None, metavar="COLUMN",
-                        help="hmcqu: the segment columns (MI = any of them MI or 1); None: every SEG<n> column")
-    parser.add_argument("--normalisation", default="auto", choices=("auto", *NORMALISATIONS),
-                        help="echonet: EchoNet mean / std (what CoReEcho's encoder was trained on); camus: the "
-                             "released CAMUS fine-tuning mean 40.94405 / std 54.723774; auto: camus for --dataset "
-                             "camus --mode finetune, else echonet")
+    add_data_options(parser)
     parser.add_argument("--batch_size", type=positive_int, default=16,
                         help="finetune: videos per step (per process); linear / mlp: clips per GPU forward")
     parser.add_argument("--head_epochs", type=positive_int, default=100, help="linear / mlp: epochs per fold")
@@ -168,23 +193,7 @@ def parse_option(argv=None):
     parser.add_argument("--prefetch_factor", type=positive_int, default=2, help="finetune: batches per worker")
     parser.add_argument("--sync_bn", action="store_true", help="finetune: SyncBatchNorm under torchrun")
     parser.add_argument("--deterministic", action="store_true", help="cuDNN deterministic algorithms")
-    opt = parser.parse_args(argv)
-    fixed = {"camus": "regression", "hmcqu": "classification"}.get(opt.dataset)
-    if fixed and opt.task not in ("auto", fixed):
-        parser.error(f"--dataset {opt.dataset} is {fixed}; --task {opt.task} applies to --dataset folder")
-    if opt.target_fps < 0 or not math.isfinite(opt.target_fps):
-        parser.error(f"--target_fps must be >= 0, got {opt.target_fps}")
-    if opt.hmcqu_view == "both" and opt.labels_file:
-        parser.error("--labels_file names one sheet: use it with --hmcqu_view A4C or A2C")
-    released = opt.dataset == "camus" and opt.mode == "finetune"  # the released CAMUS fine-tuning protocol
-    opt.normalisation = {"auto": "camus" if released else "echonet"}.get(opt.normalisation, opt.normalisation)
-    opt.aug = {"auto": "affine" if released else "none"}.get(opt.aug, opt.aug)
-    opt.crop = parse_crop(opt.crop)
-    opt.clip_stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
-    if opt.dataset == "camus":
-        opt.views = camus.parse_views(opt.views)
-        opt.qualities = None if opt.qualities is None else sorted(camus.parse_qualities(opt.qualities))
-    return opt
+    return checked(parser, parser.parse_args(argv))
 
 
 # ---------------------------------------------------------------- videos, labels, patients, folds

@@ -26,7 +26,7 @@ What the reader tolerates:
   rows are skipped.
 - the patient of 'ES000100 N_4CH_1' and of 'ES00010_CH2_2*' is 'ES000100' and 'ES00010': the view tag
   ('_4CH_1', '_CH2_2', '_2CH_1', any case) and the normal-subject tag ('N' / 'n' after the number) are not
-  part of the patient id, so a patient's two views share it. Pass `patient_of` for another rule.
+  part of the patient id (`patient_id`), so a patient's two views share it.
 - `labels_file`, `video_dir`, `video_column` (default 'ECHO') and `label_columns` (default: every column named
   SEG<n>) for copies laid out otherwise. Rows without a video and videos without a row are not errors: each
   group is reported once (one warnings.warn line per group, and returned in HMCQUListing).
@@ -43,7 +43,7 @@ import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import pandas as pd
 
@@ -274,7 +274,7 @@ def _is_skipped(sheet: Sheet, i: int, name: str, columns: Sequence[str], name_co
 
 def list_recordings(root, view: str = "A4C", labels_file=None, video_dir=None,
                     video_column: str = DEFAULT_VIDEO_COLUMN, label_columns: Sequence[str] | None = None,
-                    patient_of: Callable[[str], str] = patient_id, cycle: bool = False) -> HMCQUListing:
+                    cycle: bool = False) -> HMCQUListing:
     """Pair the sheet's rows with the videos; recordings sorted by name, unmatched ones reported once."""
     root, view = Path(root), check_view(view)
     path = Path(labels_file) if labels_file is not None else _default_labels_file(root, view)
@@ -303,7 +303,7 @@ def list_recordings(root, view: str = "A4C", labels_file=None, video_dir=None,
             unmatched_rows.append(name.rstrip(TAU_MARK).strip())
             continue
         video = videos[key]
-        recordings.append(Recording(path=video, label=label, recording=video.stem, patient=patient_of(video.stem),
+        recordings.append(Recording(path=video, label=label, recording=video.stem, patient=patient_id(video.stem),
                                     view=view, row=i + 1, cycle=frames, tau=name.endswith(TAU_MARK)))
     unmatched_videos = [video for key, video in videos.items() if key not in seen]
 

@@ -61,6 +61,7 @@ MARKER_BASE, MARKER_STEP = 8, 8  # level of stored frame k: 8 + 8k (<= 248 for t
 MARKER_ROWS, MARKER_COLS = 6, 16
 RENDER_FRAMES = 91  # enough for ED (< period <= 60) plus half a period (<= 30)
 HMCQU_FPS = 25.0
+HMCQU_SIZE = (160, 120)  # width, height of the recordings
 HMCQU_VIEWS = ("A4C", "A2C")
 HMCQU_SEGMENTS = {"A4C": ("SEG3", "SEG9", "SEG14", "SEG16", "SEG12", "SEG6"),
                   "A2C": ("SEG4", "SEG10", "SEG15", "SEG13", "SEG7", "SEG1")}
@@ -214,16 +215,14 @@ def _write_sheet(cells: list[list], path: Path) -> None:
         f.write(buffer.getvalue())
 
 
-def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40, width: int = 160,
-                         height: int = 120, with_unmatched: bool = False, views=HMCQU_VIEWS,
-                         sheet_format: str = "xlsx") -> Path:
+def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40, with_unmatched: bool = False,
+                         views=HMCQU_VIEWS, sheet_format: str = "xlsx") -> Path:
     """Write `n` HMC-QU-like patients under out_dir (an A4C recording each, an A2C one for 3 in 4) and the
     label sheets <view>.xlsx (or .csv) in the published layout; returns out_dir."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
-    if n_frames < 4 or height < 40 or width < height - 20:
-        raise ValueError(f"need n_frames >= 4, height >= 40 and width >= height - 20, "
-                         f"got {n_frames}, {height}, {width}")
+    if n_frames < 4:
+        raise ValueError(f"need n_frames >= 4, got {n_frames}")
     if sheet_format not in ("xlsx", "csv"):
         raise ValueError(f"sheet_format must be 'xlsx' or 'csv', got {sheet_format!r}")
     root = Path(out_dir)
@@ -241,7 +240,7 @@ def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40
             segments = np.zeros(len(HMCQU_SEGMENTS[view]), int)
             if mi[i]:
                 segments[view_rng.choice(len(segments), size=int(view_rng.integers(1, 3)), replace=False)] = 1
-            frames, cycle = _hmcqu_frames(view_rng, n_frames, ef, width, height)
+            frames, cycle = _hmcqu_frames(view_rng, n_frames, ef, *HMCQU_SIZE)
             name = _echo_cell(view, patient, not mi[i], int(np.sum(mi[:i] == mi[i])))  # spellings take turns
             folder = root / "HMC-QU" / view
             folder.mkdir(parents=True, exist_ok=True)
@@ -249,7 +248,7 @@ def make_synthetic_hmcqu(out_dir, n: int = 10, seed: int = 0, n_frames: int = 40
             rows[view].append(_sheet_row(name, view, segments, cycle, mask=i % 3 != 2))
     if with_unmatched and "A4C" in views:
         rows["A4C"].append(_sheet_row("ES9999 _4CH_1", "A4C", [0] * 6, (1, n_frames), mask=False))
-        frames, _ = _hmcqu_frames(patient_rngs[n], n_frames, 60.0, width, height)
+        frames, _ = _hmcqu_frames(patient_rngs[n], n_frames, 60.0, *HMCQU_SIZE)
         write_grey_avi(frames, root / "HMC-QU" / "A4C" / "ES9998 _4CH_1.avi", HMCQU_FPS)
     for view in views:
         _write_sheet(hmcqu_sheet(view, rows[view]), root / f"{view}.{sheet_format}")
