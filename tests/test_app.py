@@ -41,6 +41,23 @@ pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
                                         "Debian's chromium and chromium-driver; pip install selenium)")]
 MODEL = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--device", "cpu"]
 PATIENT = "DOE^JANE"
+# runs app.py as `python app.py ...` would, noting every name looked up or address connected to off this machine
+WATCHED = """
+import runpy, socket, sys
+LOCAL, seen = ("127.0.0.1", "::1", "localhost"), open(sys.argv.pop(1), "a", buffering=1)
+def watch(original, name):
+    def call(self_or_host, *args, **kwargs):
+        target = args[0] if name == "connect" else self_or_host
+        host = target[0] if isinstance(target, tuple) else target
+        if isinstance(host, str) and host not in LOCAL and "/" not in host:
+            seen.write(f"{name} {target}\\n")
+        return original(self_or_host, *args, **kwargs)
+    return call
+socket.socket.connect = watch(socket.socket.connect, "connect")
+socket.getaddrinfo = watch(socket.getaddrinfo, "getaddrinfo")
+sys.argv.pop(0)
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
 WAIT = 120  # seconds: the shared 2-core machine can be slow
 
 
@@ -53,10 +70,12 @@ def server(checkpoint, tmp_path_factory):  # noqa: F811 (pytest passes the impor
     scratch.mkdir()
     port = free_port()
     log = open(root / "app.log", "w")
-    process = subprocess.Popen([sys.executable, "app.py", "--pretrained_weights", str(checkpoint), *MODEL,
-                                "--port", str(port)], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
+    process = subprocess.Popen([sys.executable, "-c", WATCHED, str(root / "outside.txt"), "app.py",
+                                "--pretrained_weights", str(checkpoint), *MODEL, "--port", str(port)],
+                               cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
                                env={**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"})
-    yield {"url": f"http://127.0.0.1:{port}/", "process": process, "log": root / "app.log", "scratch": scratch}
+    yield {"url": f"http://127.0.0.1:{port}/", "process": process, "log": root / "app.log", "scratch": scratch,
+           "outside": root / "outside.txt"}
     if process.poll() is None:
         process.kill()
     log.close()
@@ -218,3 +237,4 @@ def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored)
     log = server["log"].read_text()
     assert "Traceback" not in log and PATIENT not in log and "12345" not in log
     assert list(server["scratch"].iterdir()) == []  # uploads, pictures, CSVs, the example: all removed
+    assert server["outside"].read_text() == ""  # no analytics, no version check, nothing off this machine
