@@ -71,7 +71,7 @@ def parse_option(argv=None):
                                             "Other options are predict.py's (python predict.py --help).")
     parser.add_argument("--pretrained_weights", default=None,
                         help=f"a CoReEcho checkpoint or hf://OWNER/REPO/FILE; default: the demo's model "
-                             f"({DEMO_WEIGHTS.relative_to(ROOT)}) when it exists")
+                             f"({DEMO_WEIGHTS}) when it exists")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to listen on; 0.0.0.0 lets every machine that reaches this one use the page")
     parser.add_argument("--port", type=positive_int, default=7860)
@@ -83,10 +83,9 @@ def parse_option(argv=None):
             raise BadInputError(f"no --pretrained_weights and no demo model ({DEMO_WEIGHTS}): run `bash demo.sh` "
                                 "first, or pass --pretrained_weights CKPT|hf://OWNER/REPO/FILE")
         weights, prefix = str(DEMO_WEIGHTS), DEMO_ARGS
-    # the page reads each file in its own process (progress bar); --output and --plot are never written
+    # predict.py's parser checks and fills the rest (a stray file name is refused there); the page reads each
+    # file in its own process (progress bar); --output and --plot are never written
     opt = predict.parse_option(["(upload)", "--pretrained_weights", weights, *prefix, *rest, "--num_workers", "0"])
-    if opt.inputs != ["(upload)"]:
-        raise BadInputError(f"app.py takes no input files ({' '.join(opt.inputs[1:])}): upload them on the page")
     parse_crop(opt.crop)
     return args, opt
 

@@ -20,10 +20,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import app
 import predict
 from conftest import REPO_ROOT, free_port
 from test_predict import SAMPLE_VIDEOS, checkpoint  # noqa: F401 (checkpoint: the tiny seeded model, a fixture)
 from test_video_input import write_dicom, write_screen_recording
+from utils.script.errors import BadInputError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 DRIVER = shutil.which("chromedriver")
@@ -35,10 +37,10 @@ try:
 except ImportError:
     webdriver = None
 
-pytestmark = [pytest.mark.usefixtures("one_torch_thread"),
-              pytest.mark.skipif(webdriver is None or not (CHROMIUM and DRIVER),
-                                 reason="no browser: Selenium, chromium and chromedriver are needed (.ci/run installs "
-                                        "Debian's chromium and chromium-driver; pip install selenium)")]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+needs_browser = pytest.mark.skipif(webdriver is None or not (CHROMIUM and DRIVER),
+                                   reason="no browser: Selenium, chromium and chromedriver are needed (.ci/run "
+                                          "installs Debian's chromium and chromium-driver; pip install selenium)")
 MODEL = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--device", "cpu"]
 PATIENT = "DOE^JANE"
 # runs app.py as `python app.py ...` would, noting every name looked up or address connected to off this machine
@@ -172,6 +174,7 @@ def scored(server, browser, videos, checkpoint, tmp_path_factory):  # noqa: F811
             "predict": pd.read_csv(out, dtype=str, keep_default_na=False), "predict_csv": out.read_text()}
 
 
+@needs_browser
 def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, videos, scored, tmp_path):
     names = [os.path.basename(p) for p in videos["good"]]
     assert sorted(scored["rows"]) == sorted(names)  # one row per file
@@ -204,6 +207,7 @@ def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, 
     assert browser.save_screenshot(str(shot)) and shot.read_bytes()[:4] == b"\x89PNG"
 
 
+@needs_browser
 def test_clicking_the_curve_shows_that_clips_grad_cam(browser, scored):
     before = cam_label(browser)
     curve = browser.find_element(By.CSS_SELECTOR, "#curve img")
@@ -215,11 +219,12 @@ def test_clicking_the_curve_shows_that_clips_grad_cam(browser, scored):
     wait(browser, lambda: loaded(browser, "#cam-video video"), "the new Grad-CAM video")
 
 
+@needs_browser
 def test_bad_files_show_their_error_and_the_page_goes_on(server, browser, videos, scored):
     rows = submit(browser, paths=videos["bad"])
     assert sorted(rows) == ["corrupt.avi", "notes.txt", "still.dcm"]
-    for name, words in (("corrupt.avi", "cannot be opened as a video"), ("still.dcm", "skipped: single frame: not a cine loop"),
-                        ("notes.txt", "not a video this page reads")):
+    for name, words in (("corrupt.avi", "cannot be opened as a video"), ("notes.txt", "not a video this page reads"),
+                        ("still.dcm", "skipped: single frame: not a cine loop")):
         text = rows[name].find_element(By.CLASS_NAME, "ef-error").text
         assert text.startswith(f"{name}: ") and words in text and "\n" not in text, text
     assert not browser.find_elements(By.CSS_SELECTOR, "#curve img")  # the last video's pictures are gone
@@ -229,6 +234,7 @@ def test_bad_files_show_their_error_and_the_page_goes_on(server, browser, videos
     wait(browser, lambda: loaded(browser, "#cam-video video"), "the example's Grad-CAM")
 
 
+@needs_browser
 def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored):
     browser.get("about:blank")  # no open connection for the server to wait for
     process = server["process"]
@@ -238,3 +244,26 @@ def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored)
     assert "Traceback" not in log and PATIENT not in log and "12345" not in log
     assert list(server["scratch"].iterdir()) == []  # uploads, pictures, CSVs, the example: all removed
     assert server["outside"].read_text() == ""  # no analytics, no version check, nothing off this machine
+
+
+def test_options_safe_defaults_and_the_demo_model(checkpoint, monkeypatch):  # noqa: F811
+    args, opt = app.parse_option(["--pretrained_weights", str(checkpoint), *MODEL, "--batch_size", "4"])
+    assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 7860, 500)
+    assert (opt.model, opt.frames, opt.frequency, opt.batch_size, opt.crop, opt.num_workers) == \
+        ("uniformer_tiny", 8, 2, 4, "auto", 0)  # predict.py's options; files read in the app's process
+    monkeypatch.setattr(app, "DEMO_WEIGHTS", checkpoint)  # no --pretrained_weights: the demo's model and shape
+    _, opt = app.parse_option(["--frames", "12"])
+    assert (opt.pretrained_weights, opt.model, opt.frames, opt.frequency) == (str(checkpoint), "uniformer_tiny", 12, 4)
+    monkeypatch.setattr(app, "DEMO_WEIGHTS", checkpoint.parent / "missing.pth")
+    with pytest.raises(BadInputError, match="run `bash demo.sh` first, or pass --pretrained_weights"):
+        app.parse_option([])
+    with pytest.raises(SystemExit) as refused:  # files are uploaded, never named on the command line
+        app.parse_option(["--pretrained_weights", str(checkpoint), "echo.avi"])
+    assert refused.value.code == 2
+    with pytest.raises(BadInputError, match="crop"):
+        app.parse_option(["--pretrained_weights", str(checkpoint), "--crop", "1,2"])
+
+
+def test_ef_ranges_follow_the_value_shown():
+    assert [app.ef_range(ef)[0].split(" (")[0] for ef in (62.0, 49.96, 49.94, 41.0, 40.06, 40.04, 12.0)] == \
+        ["normal", "normal", "mildly reduced", "mildly reduced", "mildly reduced", "reduced", "reduced"]
