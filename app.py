@@ -3,16 +3,13 @@
     python app.py --pretrained_weights best.pth --model uniformer_small [--host 127.0.0.1] [--port 7860]
     python app.py                      # the demo's model (save/demo, written by `bash demo.sh`)
 
-Built with Gradio. The page reads and scores a file exactly as predict.py does (its options come from
-predict.parse_option, the clips from predict.video_clips, the EF from predict.score_videos, the CSV row from
-predict.csv_row), so its EF for a file equals predict.py's for the same options. It shows the EF (mean +- SD
-over clips) with its range, the first frame with the crop used, the EF per clip along the video (as
-predict.py --plot) and the Grad-CAM of one clip (as visualize.py cam; click the curve or pick the clip), and
-offers the CSV row(s). Every other option (--frames, --frequency, --target_fps, --batch_size, --device, --amp,
---crop: the page's default, ...) is predict.py's.
-
-Safe by default: it listens on 127.0.0.1, makes no share link and sends no analytics; uploads are limited
-to --max_upload_mb and to video/DICOM files; everything it writes (uploads too) goes into one temporary
+Built with Gradio. One code path with predict.py: its options (predict.parse_option: --frames, --frequency,
+--target_fps, --batch_size, --device, --amp, --crop as the page's default, ...), its clips (video_clips), its EF
+(score_videos) and its CSV row (csv_row), so the page's EF for a file is predict.py's for the same options. The
+page shows the EF (mean +- SD over clips) with its range, the first frame with the crop used, the EF per clip
+(as predict.py --plot) and the Grad-CAM of one clip (as visualize.py cam; click the curve or pick the clip), and
+offers the CSV. Safe by default: it listens on 127.0.0.1, makes no share link and sends no analytics; uploads
+are limited to --max_upload_mb and to video/DICOM files; all it writes (uploads too) stays in one temporary
 folder, removed when it stops; it shows and logs no DICOM header field; one job runs at a time (a queue).
 """
 import argparse
@@ -97,7 +94,7 @@ class Scorer:
         self.opt = opt
         self.device = init_distributed(opt.device).device
         self.amp = amp_dtype(opt.amp, self.device)
-        self.model, self.regressor, self.weights = predict.load_scorer(opt, self.device)
+        self.model, self.regressor, _ = predict.load_scorer(opt, self.device)
 
 
 # ---------------------------------------------------------------- what the page shows
@@ -112,11 +109,6 @@ def ef_range(ef):
     return "reduced (≤ 40 %)", "ef-reduced"
 
 
-def rate_text(fps, used):
-    return (f"{fps:g} fps found" if fps else "no frame rate found") + \
-        (f", {used:g} fps used" if used else ", frames used as they are")
-
-
 def summary_html(videos):
     """One row per file: the EF in large type with its range, clips and frame rates; or the file's error."""
     rows = []
@@ -128,9 +120,11 @@ def summary_html(videos):
             continue
         ef = video["clip_ef"]
         label, kind = ef_range(ef.mean())
-        crop = f"crop {video['crop']}" if video["crop"] else "used as it is (112x112)"
-        meta = (f"{len(ef)} clip(s) of {video['n_frames']} frames; {rate_text(video['fps'], video['fps_used'])}; "
-                f"{crop}")
+        fps, used = video["fps"], video["fps_used"]
+        meta = (f"{len(ef)} clip(s) of {video['n_frames']} frames; "
+                + (f"{fps:g} fps found" if fps else "no frame rate found")
+                + (f", {used:g} fps used; " if used else ", frames used as they are; ")
+                + (f"crop {video['crop']}" if video["crop"] else "used as it is (112x112)"))
         notes = "".join(f"<div>{html.escape(note)}</div>" for note in video["notes"])
         rows.append(f'<div class="ef-row">{name}<span class="ef-value">{ef.mean():.1f} ± {ef.std():.1f} %</span>'
                     f'<span class="ef-range {kind}">{label}</span><div class="ef-meta">{html.escape(meta)}</div>'
@@ -433,8 +427,8 @@ def main(argv=None):
     # no analytics, no version check (nothing leaves the machine)
     os.environ.update(GRADIO_TEMP_DIR=os.path.join(root, "gradio"), GRADIO_ANALYTICS_ENABLED="False")
     global gr
-    gr = importlib.import_module("gradio")
     try:
+        gr = importlib.import_module("gradio")
         page = Page(scorer, root, example_video(root)).blocks
         if args.host not in ("127.0.0.1", "localhost", "::1"):
             print(f"warning: listening on {args.host}: anyone who reaches this machine can upload files and read "

@@ -4,7 +4,9 @@ One server for the module (a tiny seeded UniFormer on 8-frame clips, a temporary
 and one browser. Uploads: a 640x480 MP4 screen recording with text and a border, a DICOM that carries a patient
 name, and a real EchoNet video when ../shared holds the samples; the page's EF, the CSV it offers and the crop
 must be predict.py's for the same files and options. Then bad files (corrupt, a still image DICOM, a text
-file), each its one line on the page, and the example button right after. Skipped only without a browser.
+file), each its one line on the page, and the example button right after; the server stops on SIGTERM with no
+file left and no lookup or connection off the machine. These are skipped only without a browser; the options
+and the EF ranges are tested without one.
 """
 import csv
 import io
@@ -19,12 +21,13 @@ import urllib.request
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import app
 import predict
-from conftest import REPO_ROOT, free_port
-from test_predict import SAMPLE_VIDEOS, checkpoint  # noqa: F401 (checkpoint: the tiny seeded model, a fixture)
-from test_video_input import write_dicom, write_screen_recording
+from conftest import REPO_ROOT, SAMPLES, free_port, write_dicom, write_screen_recording
+from models import get_feature_extractor, get_shallow_mlp_head
+from utils.files.checkpoint import save_best
 from utils.script.errors import BadInputError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -61,10 +64,23 @@ sys.argv.pop(0)
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 WAIT = 120  # seconds: the shared 2-core machine can be slow
+SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint, tmp_path_factory):  # noqa: F811 (pytest passes the imported fixture)
+def checkpoint(tmp_path_factory):
+    """A tiny seeded UniFormer; its last layer scaled so that different clips get EFs points apart."""
+    torch.manual_seed(1)
+    encoder = get_feature_extractor("uniformer_tiny")
+    head = get_shallow_mlp_head(encoder.head.in_features)
+    head[-1].weight.data *= 100
+    path = tmp_path_factory.mktemp("weights") / "best.pth"
+    save_best(path, encoder, head, 1, 0.0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, tmp_path_factory):
     """app.py on a free port, started here and waited for by `open_page` (it starts while the rest is set up);
     its TMPDIR is a folder of the test's, to see it left empty."""
     root = tmp_path_factory.mktemp("app")
@@ -158,7 +174,7 @@ def cam_label(browser):
 
 
 @pytest.fixture(scope="module")
-def scored(server, browser, videos, checkpoint, tmp_path_factory):  # noqa: F811
+def scored(server, browser, videos, checkpoint, tmp_path_factory):
     """The good uploads on the page, and predict.py on the same files with the same options."""
     out = tmp_path_factory.mktemp("predict") / "ef.csv"
     assert predict.main(["--pretrained_weights", str(checkpoint), *MODEL, "--num_workers", "0",
@@ -246,7 +262,7 @@ def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored)
     assert server["outside"].read_text() == ""  # no analytics, no version check, nothing off this machine
 
 
-def test_options_safe_defaults_and_the_demo_model(checkpoint, monkeypatch):  # noqa: F811
+def test_options_safe_defaults_and_the_demo_model(checkpoint, monkeypatch):
     args, opt = app.parse_option(["--pretrained_weights", str(checkpoint), *MODEL, "--batch_size", "4"])
     assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 7860, 500)
     assert (opt.model, opt.frames, opt.frequency, opt.batch_size, opt.crop, opt.num_workers) == \
