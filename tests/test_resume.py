@@ -1,18 +1,24 @@
-"""A run's result does not depend on --num_workers, nor on a SIGKILL followed by --resume; NaN losses stop
-cleanly."""
+"""A run's result does not depend on --num_workers, nor on being stopped (SIGTERM, SIGKILL, a killed data-loader
+worker) and resumed with --resume; NaN losses stop cleanly."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
 
 import train_first_stage
-from conftest import REPO_ROOT, TINY, signal_when_logged
-from utils.files.checkpoint import load_checkpoint
+from conftest import REPO_ROOT, TINY
+from models import get_feature_extractor, get_shallow_mlp_head
+from utils.files.checkpoint import load_checkpoint, load_model_and_regressor
 from utils.script.errors import MissingInputError, NonFiniteLossError
+
+# One thread per run: the runs of a test go side by side on the cores (and every run computes alike).
+ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
 
 
 def stage1_command(data, save_root, run_name, *extra):
@@ -23,10 +29,38 @@ def stage1_command(data, save_root, run_name, *extra):
             "--save_root", str(save_root), "--run_name", run_name, *extra]
 
 
-def run(command):
-    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
-                            env={**os.environ, "WANDB_MODE": "disabled"})
-    assert result.returncode == 0, result.stderr[-2000:]
+def start(command):
+    """The run in a session of its own, as a scheduler's job: a signal to the group reaches its workers too."""
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env=ENV, start_new_session=True)
+
+
+def ended(process, status=0):
+    """The run's stderr, once it has ended with `status`."""
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == status, stderr[-2000:]
+    return stderr
+
+
+def when_logged(process, log, text):
+    """Wait until `text` is in what `log` gets from now on (a resumed run appends to it)."""
+    offset, deadline = log.stat().st_size if log.exists() else 0, time.time() + 300
+    while process.poll() is None and time.time() < deadline:
+        if log.exists() and text in log.read_text()[offset:]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} never logged")
+
+
+def data_loader_worker(process):
+    """A child of the run's process: its data-loader workers are its only ones."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        children = open(f"/proc/{process.pid}/task/{process.pid}/children").read().split()
+        if children:
+            return int(children[0])
+        time.sleep(0.05)
+    raise AssertionError("no data-loader worker started")
 
 
 def assert_same_weights(a, b):
@@ -37,25 +71,60 @@ def assert_same_weights(a, b):
     assert float(a["best_error"]) == pytest.approx(float(b["best_error"]), abs=1e-6)
 
 
-def test_workers_and_sigkill_resume_do_not_change_the_result(echonet, tmp_path):
-    run(stage1_command(echonet, tmp_path, "workers0", "--num_workers", "0"))
-    run(stage1_command(echonet, tmp_path, "workers2", "--num_workers", "2"))
-    assert_same_weights(load_checkpoint(tmp_path / "workers0" / "last.pth"),
-                        load_checkpoint(tmp_path / "workers2" / "last.pth"))
+def test_workers_sigterm_sigkill_and_a_killed_worker_do_not_change_the_result(echonet, tmp_path):
+    """Two uninterrupted runs (0 and 2 workers) alongside one run with 2 workers that is stopped four ways and
+    resumed each time; all three end with the same weights."""
+    workers0 = start(stage1_command(echonet, tmp_path, "workers0", "--num_workers", "0"))
+    workers2 = start(stage1_command(echonet, tmp_path, "workers2", "--num_workers", "2"))
+    command = stage1_command(echonet, tmp_path, "stopped", "--num_workers", "2")
+    log, last = tmp_path / "stopped" / "training.log", tmp_path / "stopped" / "last.pth"
 
-    # Same run with 2 workers, killed with SIGKILL in the middle of epoch 1 (epoch 0's last.pth exists by then).
-    log = tmp_path / "killed" / "training.log"
-    process = subprocess.Popen(stage1_command(echonet, tmp_path, "killed", "--num_workers", "2"), cwd=REPO_ROOT,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "WANDB_MODE": "disabled"})
-    signal_when_logged(process, log, "Train [1][2/", signal.SIGKILL)
+    # SIGTERM to the whole job (as SLURM sends it) in epoch 0: the step finishes, last.pth holds that step
+    process = start(command)
+    when_logged(process, log, "Train [0][2/")
+    os.killpg(process.pid, signal.SIGTERM)
+    stderr = ended(process, 143)
+    step = int(re.fullmatch(r"SIGTERM: interrupted at epoch 0, step (\d)/5; last\.pth holds epoch 0 up to step "
+                            r"\1/5; rerun with --resume\n", stderr).group(1))
+    saved = load_checkpoint(last)
+    assert list(saved)[:5] == ["opt", "model", "regressor", "epoch", "best_error"] and saved["epoch"] == 0
+    assert saved["resume"]["position"]["step"] == step >= 2
+    model = get_feature_extractor("uniformer_tiny")
+    load_model_and_regressor(last, model, get_shallow_mlp_head(model.head.in_features))  # the released reader
+
+    # SIGKILL in the middle of epoch 1 (epoch 0's last.pth exists by then)
+    process = start(command + ["--resume"])
+    when_logged(process, log, "Train [1][2/")
+    process.send_signal(signal.SIGKILL)
     assert process.wait(timeout=60) == -signal.SIGKILL, "the run ended before it could be killed mid-epoch"
-    assert load_checkpoint(tmp_path / "killed" / "last.pth")["epoch"] == 0
+    assert load_checkpoint(last)["epoch"] == 0 and "position" not in load_checkpoint(last)["resume"]
 
-    run(stage1_command(echonet, tmp_path, "killed", "--num_workers", "2", "--resume"))
-    assert_same_weights(load_checkpoint(tmp_path / "workers2" / "last.pth"),
-                        load_checkpoint(tmp_path / "killed" / "last.pth"))
-    assert "Resumed from" in log.read_text() and "other options" not in log.read_text()
+    # --save_every_steps 2, then SIGKILL at step 3: last.pth holds step 2 (4 if step 4 beat the kill)
+    process = start(command + ["--resume", "--save_every_steps", "2"])
+    when_logged(process, log, "Train [1][3/")
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(timeout=60) == -signal.SIGKILL
+    step = load_checkpoint(last)["resume"]["position"]["step"]
+    assert step in (2, 4) and load_checkpoint(last)["epoch"] == 1
+
+    # a data-loader worker killed by SIGKILL, as the out-of-memory killer does: one line, what to do
+    process = start(command + ["--resume", "--save_every_steps", "2"])
+    when_logged(process, log, f"Resumed from {last}: epoch 1 up to step {step}/5")
+    os.kill(data_loader_worker(process), signal.SIGKILL)
+    stderr = ended(process, 1)
+    assert re.fullmatch(r"error: DataLoader worker \(pid \d+\) was killed by SIGKILL, most likely by the "
+                        r"out-of-memory killer: lower --num_workers or --batch_size, use --cache_dir \(no decoding\) "
+                        r"or give the job more memory; last\.pth holds epoch 1( up to step \d/5)?; rerun with "
+                        r"--resume\n", stderr), stderr
+
+    finished = start(command + ["--resume"])
+    for process in (finished, workers0, workers2):
+        ended(process)
+    reference = load_checkpoint(tmp_path / "workers2" / "last.pth")
+    assert_same_weights(load_checkpoint(tmp_path / "workers0" / "last.pth"), reference)
+    assert_same_weights(reference, load_checkpoint(last))
+    text = log.read_text()
+    assert text.count("Resumed from") == 4 and "other options" not in text
 
 
 def test_resume_without_checkpoint_starts_fresh_and_a_finished_run_extends_into_a_new_folder(echonet, tmp_path):

@@ -1,25 +1,61 @@
-"""Data loaders whose batches depend only on (seed, epoch), and iteration that turns a worker's user error
-into one line."""
+"""Data loaders whose batches depend only on (seed, epoch), that can start an epoch part-way (a resumed
+run skips the batches it already trained on), whose workers leave SIGTERM to the main process, and
+iteration that turns a worker's user error into one line."""
+import itertools
+import os
+import signal
+import threading
+
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from utils.script.errors import UserError
 
 
+def worker_init(worker_id):
+    """DataLoader workers leave a scheduler's SIGTERM to the main process. SLURM signals every process of a job:
+    a worker that died of it would break the main process's last step and its save. The loader's own SIGTERM
+    (from the main process, to stop a worker) still ends the worker at once, as PyTorch's handler does."""
+    if not hasattr(signal, "sigwaitinfo"):  # macOS: PyTorch's behaviour
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit the mask
+    threading.Thread(target=_exit_on_sigterm_from, args=(os.getppid(),), name="sigterm", daemon=True).start()
+
+
+def _exit_on_sigterm_from(parent):
+    while True:
+        if signal.sigwaitinfo({signal.SIGTERM}).si_pid == parent:
+            os._exit(0)
+
+
+class ResumableSampler(DistributedSampler):
+    """A DistributedSampler that can leave out the first `skip` samples of this process's share of an epoch:
+    the batches a run had trained on before it was stopped, never loaded again."""
+
+    skip = 0
+
+    def __iter__(self):
+        return itertools.islice(super().__iter__(), self.skip, None)
+
+    def __len__(self):
+        return self.num_samples - self.skip
+
+
 def make_loader(dataset, batch_size, num_workers, dist, shuffle, drop_last, seed=0, prefetch_factor=2):
     """A DataLoader whose batches depend only on (seed, epoch): a DistributedSampler even with one process,
-    so single-GPU, multi-GPU and resumed runs draw the same shuffles. Call loader.sampler.set_epoch(e).
+    so single-GPU, multi-GPU and resumed runs draw the same shuffles. Call loader.sampler.set_epoch(e);
+    `loader.sampler.skip = k * batch_size` starts the epoch at batch k.
 
     The loader gets its own generator: otherwise each new iterator draws its workers' base seed from the
     global RNG, so the dropout masks of the model would depend on --num_workers (persistent workers
     draw once, a worker-less loader draws every epoch) and on resuming."""
-    sampler = DistributedSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle,
-                                 seed=seed, drop_last=drop_last)
+    sampler = ResumableSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle,
+                               seed=seed, drop_last=drop_last)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,
         pin_memory=dist.device.type == "cuda", persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
-        generator=torch.Generator().manual_seed(seed),
+        generator=torch.Generator().manual_seed(seed), worker_init_fn=worker_init if num_workers > 0 else None,
     )
 
 

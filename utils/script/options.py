@@ -60,8 +60,23 @@ class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._format_action(action)
 
 
+_offered = set()  # the flags of the script's parser, so that hints name only flags it has (utils.script.cli)
+
+
+class _Parser(argparse.ArgumentParser):
+    def add_argument(self, *names, **kwargs):
+        _offered.update(name for name in names if name.startswith("--"))
+        return super().add_argument(*names, **kwargs)
+
+
 def parser_with_defaults(prog, description):
-    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpWithDefaults)
+    _offered.clear()  # a script builds one parser: the latest one is the script's
+    return _Parser(prog=prog, description=description, formatter_class=HelpWithDefaults)
+
+
+def offers(flag):
+    """Whether the script's parser has `flag` (True before any parser was built)."""
+    return not _offered or flag in _offered
 
 
 def add_model_args(parser, frames=None, frequency=None):
@@ -124,6 +139,9 @@ def training_parser(stage):
     parser.add_argument("--run_name", type=str, default=None, help="override the released run-name pattern")
     parser.add_argument("--resume", nargs="?", const="auto", default=None,
                         help="continue from a last.pth (default: this run's last.pth)")
+    parser.add_argument("--save_every_steps", type=non_negative_int, default=0,
+                        help="also write last.pth every N training steps, for machines that die without a signal "
+                             "(0: only at the end of each epoch, and on SIGTERM)")
     parser.add_argument("--compile", action="store_true", help="torch.compile the encoder")
     parser.add_argument("--sync_bn", action="store_true", help="SyncBatchNorm across GPUs under torchrun")
     parser.add_argument("--deterministic", action="store_true",

@@ -22,14 +22,16 @@ need not call `finish`.
 import argparse
 import math
 import os
+import signal
 import time
 
 import numpy as np
 import torch
+import torch.distributed
 from tqdm import tqdm
 
 from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, save_best, save_last
-from utils.script.cli import on_interrupt
+from utils.script.cli import Interrupted, defer_sigterm, on_interrupt, sigterm_pending
 from utils.engine.distributed import barrier, broadcast_buffers, cleanup, gather_objects, init_distributed
 from utils.script.errors import BadInputError, MissingInputError, NonFiniteLossError, OutputError
 from utils.evaluation.inference import evaluate
@@ -41,8 +43,9 @@ from utils.script.options import run_name
 from utils.pictures.plots import embedding_map, embedding_maps, save_figure
 from utils.evaluation.representation import format_representation_metrics, representation_metrics
 from utils.engine.amp import amp_dtype
-from utils.engine.loaders import batches, make_loader
+from utils.engine.loaders import make_loader
 from utils.engine.seed import get_rng_state, set_rng_state, set_seed
+from utils.training.epoch import EpochMeter, duration
 from utils.training.wandb_logger import init_wandb, log_images
 
 
@@ -50,70 +53,6 @@ from utils.training.wandb_logger import init_wandb, log_images
 RESUME_OPTIONS = ("model", "frames", "frequency", "batch_size", "learning_rate", "weight_decay", "lr_decay_rate",
                   "lr_step_epoch", "temp", "label_diff", "feature_sim", "aug", "trial", "amp", "depthwise",
                   "val_n_clips_per_sample", "sync_bn", "data_folder")
-
-
-def _duration(seconds):
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
-
-
-class EpochMeter:
-    """Iterates a training loader for one epoch and keeps its numbers: loss averages, clips/s, the share
-    of time spent waiting for data, and the ETA. `update(clips, **losses)` once per step."""
-
-    def __init__(self, run, epoch, loader, lr):
-        self.run, self.epoch, self.loader, self.lr = run, epoch, loader, lr
-        self.steps, self.clips, self.data_wait = 0, 0, 0.0
-        self.sums = {}
-        self.seconds, self._start = 0.0, time.perf_counter()
-
-    def __len__(self):
-        return len(self.loader)
-
-    def __iter__(self):
-        bar = tqdm(total=len(self.loader), desc=f"epoch {self.epoch}", leave=False, dynamic_ncols=True,
-                   disable=None if self.run.is_main else True)
-        self._start = waited_from = time.perf_counter()
-        try:
-            for batch in batches(self.loader):
-                self.data_wait += time.perf_counter() - waited_from
-                self.run.step = self.steps + 1  # the step in progress, 1-based as in the log lines
-                yield batch
-                bar.update(1)
-                bar.set_postfix_str(f"{self.clips_per_s:.1f} clips/s", refresh=False)
-                waited_from = time.perf_counter()
-        finally:
-            bar.close()
-        self.seconds = time.perf_counter() - self._start
-
-    @property
-    def clips_per_s(self):
-        return self.clips / self.seconds if self.seconds > 0 else 0.0
-
-    @property
-    def data_share(self):
-        return self.data_wait / self.seconds if self.seconds > 0 else 0.0
-
-    def average(self, name):
-        return self.sums[name] / max(self.steps, 1)
-
-    def update(self, clips, **losses):
-        """Record one finished step: `clips` seen and its loss values (Python floats)."""
-        self.steps += 1
-        self.clips += clips
-        self.seconds = time.perf_counter() - self._start
-        for name, value in losses.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value
-        if self.steps % self.run.opt.print_freq == 0 or self.steps == len(self.loader):
-            values = " ".join(f"{name} {value:.4g} (avg {self.average(name):.4g})" for name, value in losses.items())
-            left = (len(self.loader) - self.steps) * self.seconds / self.steps
-            self.run.log.info(f"Train [{self.epoch}][{self.steps}/{len(self.loader)}] {values} lr {self.lr:.2e} | "
-                              f"{self.clips_per_s:.1f} clips/s, data wait {100 * self.data_share:.0f}%, "
-                              f"epoch ETA {_duration(left)}")
-
-    def summary(self):
-        return {"epoch": self.epoch, "steps": self.steps, "clips": self.clips, "seconds": round(self.seconds, 3),
-                "data_wait_seconds": round(self.data_wait, 3), "clips_per_s": round(self.clips_per_s, 3)}
 
 
 class Run:
@@ -125,8 +64,11 @@ class Run:
         self.device, self.is_main = dist.device, dist.is_main
         self.amp = amp_dtype(opt.amp, dist.device)
         self.start_epoch, self.best_error, self.best_epoch = 0, math.inf, -1
-        self.epoch, self.step, self.saved_epoch = 0, 0, None  # where the run is, for the Ctrl-C line
-        self.steps_in_epoch = 0
+        self.epoch, self.step, self.steps_in_epoch = 0, 0, 0  # where the run is, for the Ctrl-C line
+        self.saved_epoch, self.saved_step = None, None  # what last.pth holds: epoch, and (step, steps) if part-way
+        self.reporting = False
+        self._trained = None  # (model, regressor, optimizers, scaler): what a last.pth in mid-epoch holds
+        self._position = None  # where a resumed run starts within its first epoch
         self.timing = {"epochs": [], "validation": [], "final_report": None, "peak_gpu_memory_gib": None}
         self.written = []
         self.error_name = "MAE"  # what best.pth is chosen by (lower is better), as logged
@@ -156,16 +98,22 @@ class Run:
                      extra=FILE_ONLY)
             log.info(f"Device: {dist.device} x {dist.world_size} process(es); options in {folder}/training.log")
         run = cls(opt, stage, dist, log, init_wandb(opt, name, folder, opt.wandb and dist.is_main, log), name, folder)
-        on_interrupt(run.interrupt_line)
+        on_interrupt(run.interrupt_line, run.resume_hint)
         return run
 
     def path(self, filename):
         return os.path.join(self.folder, filename)
 
     def interrupt_line(self):
-        saved = (f"last.pth holds epoch {self.saved_epoch}" if self.saved_epoch is not None
-                 else "no last.pth written yet")
-        return f"interrupted at epoch {self.epoch}, {self._where()}; {saved}; rerun with --resume"
+        where = "during the final report" if self.reporting else f"at epoch {self.epoch}, {self._where()}"
+        return f"interrupted {where}; {self.resume_hint()}"
+
+    def resume_hint(self):
+        """What last.pth holds, and the flag that goes on from there."""
+        if self.saved_epoch is None:
+            return "no last.pth written yet; rerun with --resume"
+        part = f" up to step {self.saved_step[0]}/{self.saved_step[1]}" if self.saved_step else ""
+        return f"last.pth holds epoch {self.saved_epoch}{part}; rerun with --resume"
 
     def _where(self):
         return f"step {self.step}" + (f"/{self.steps_in_epoch}" if self.steps_in_epoch else "")
@@ -183,11 +131,44 @@ class Run:
         return loader
 
     def training_epoch(self, epoch, loader, lr):
-        """The iterator of one training epoch (also selects the epoch's shuffle and augmentations)."""
-        self.epoch, self.step, self.steps_in_epoch = epoch, 0, len(loader)
+        """The iterator of one training epoch (also selects the epoch's shuffle and augmentations). A run resumed
+        from a last.pth written in the middle of this epoch starts after its last step: the batches before are
+        not loaded again, and every sample's randomness is drawn from (trial, epoch, index), so the steps left
+        are the uninterrupted run's. From here to the end of `end_epoch` a SIGTERM stops after the step."""
         loader.sampler.set_epoch(epoch)
         loader.dataset.set_epoch(epoch)
-        return EpochMeter(self, epoch, loader, lr)
+        loader.sampler.skip = 0
+        self.epoch, self.step, self.steps_in_epoch = epoch, 0, len(loader)
+        done = None
+        if self._position is not None and self._position["epoch"] == epoch:
+            done, steps = self._position["meter"], self._position["steps"]
+            if steps != len(loader):
+                self.log.warning(f"WARNING: epoch {epoch} has {len(loader)} steps, the interrupted run had {steps}: "
+                                 f"it goes on after step {done['steps']} all the same, not as that run would have")
+            loader.sampler.skip = min(done["steps"], len(loader)) * loader.batch_size
+            self.step, self._position = done["steps"], None
+        defer_sigterm(True)
+        return EpochMeter(self, epoch, loader, lr, self.steps_in_epoch, done)
+
+    def after_step(self, meter):
+        """Called by the epoch's iterator after each step: writes the periodic last.pth (--save_every_steps) and
+        stops the run when a SIGTERM came (after saving where it is)."""
+        every = getattr(self.opt, "save_every_steps", 0)
+        stop = self._stop_agreed()
+        if stop or (every and meter.steps % every == 0 and meter.steps < meter.total):
+            self._save_position(meter)
+        if stop:
+            raise Interrupted(signal.SIGTERM)
+
+    def _stop_agreed(self):
+        """Whether a SIGTERM came to any process: under torchrun every rank asks after the same step, so all
+        stop after that step."""
+        stop = sigterm_pending()
+        if self.dist.enabled:
+            flag = torch.tensor([int(stop)], device=self.device)
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+            stop = bool(flag.item())
+        return stop
 
     def check_finite(self, value, what):
         """`value` is a loss as a Python float (one host sync per loss, shared with the logging)."""
@@ -200,7 +181,9 @@ class Run:
     # ---------------------------------------------------------------- checkpoints
 
     def resume(self, model, regressor, optimizers, scaler):
-        """With --resume, restore everything from last.pth; sets start_epoch and the best error so far."""
+        """With --resume, restore everything from last.pth; sets start_epoch and the best error so far. The
+        arguments are also what a last.pth written in the middle of an epoch (SIGTERM, --save_every_steps) holds."""
+        self._trained = (model, regressor, optimizers, scaler)
         if self.opt.resume is None:
             return
         path = self.path("last.pth") if self.opt.resume == "auto" else self.opt.resume
@@ -225,14 +208,18 @@ class Run:
             self.log.info("--resume: the checkpoint has no loss-scaler state (it ran without --amp fp16); "
                           "the fp16 loss scale starts from its default")
         self._restore_rng(state, path)
-        self.start_epoch = self.epoch = checkpoint["epoch"] + 1
+        self._position = state.get("position")  # written in the middle of this epoch: it goes on from there
+        self.start_epoch = self.epoch = checkpoint["epoch"] + (0 if self._position else 1)
         self.best_error, self.best_epoch = state["best_error"], state["best_epoch"]
         self.saved_epoch = checkpoint["epoch"]
+        self.saved_step = (self._position["step"], self._position["steps"]) if self._position else None
         self.timing = state.get("timing", self.timing)
         self._bring_best_checkpoint(path)
-        self.log.info(f"Resumed from {path}: epoch {checkpoint['epoch']} done, best {self.error_name} "
-                      f"{self.best_error:.3f} "
-                      f"(epoch {self.best_epoch})")
+        done = f"epoch {self.saved_epoch} " + (f"up to step {self.saved_step[0]}/{self.saved_step[1]}"
+                                               if self.saved_step else "done")
+        best = (f"best {self.error_name} {self.best_error:.3f} (epoch {self.best_epoch})" if self.best_epoch >= 0
+                else "not validated yet")
+        self.log.info(f"Resumed from {path}: {done}, {best}")
 
     def _warn_changed_options(self, saved_opt, path):
         """A resumed run continues the interrupted one only with the same options: say which ones differ."""
@@ -284,7 +271,8 @@ class Run:
         try:
             write()
         except OutputError as e:
-            kept = (f"last.pth (epoch {self.saved_epoch}) is intact" if self.saved_epoch is not None
+            step = f", step {self.saved_step[0]}/{self.saved_step[1]}" if self.saved_step else ""
+            kept = (f"last.pth (epoch {self.saved_epoch}{step}) is intact" if self.saved_epoch is not None
                     else "no checkpoint was written yet")
             raise OutputError(f"{e}; {kept}; fix that (free space, permissions) and rerun with --resume",
                               errno=e.errno) from None
@@ -327,7 +315,7 @@ class Run:
         epoch_seconds = meter.seconds + seconds
         left = (self.opt.epochs - epoch) * epoch_seconds
         self.log.info(f"Epoch {epoch}: {meter.clips_per_s:.1f} clips/s, data wait {100 * meter.data_share:.0f}%, "
-                      f"{_duration(epoch_seconds)} with validation; run ETA {_duration(left)}")
+                      f"{duration(epoch_seconds)} with validation; run ETA {duration(left)}")
         self.log.info(f"Epoch {epoch} validation: {text} | "
                       f"best {self.error_name} {self.best_error:.3f} (epoch {self.best_epoch})")
         ordering = {}
@@ -356,21 +344,42 @@ class Run:
             # best.pth first: a crash between the two writes leaves best.pth current and last.pth one epoch older.
             if is_best:
                 self._save("best.pth", lambda: save_best(self.path("best.pth"), model, regressor, epoch, error))
-            resume_state.update(stage=self.stage, best_error=self.best_error, best_epoch=self.best_epoch,
-                                rng=rng_by_rank[0], rng_by_rank=rng_by_rank, timing=self.timing)
-            # As released, stage 2's last.pth stores best_error None (the resume state keeps the real value).
-            self._save("last.pth", lambda: save_last(self.path("last.pth"), self.released_opt(), model, regressor,
-                                                     epoch, self.best_error if self.stage == 1 else None,
-                                                     resume_state))
+            self._write_last(model, regressor, epoch, resume_state, rng_by_rank)
             self._save("timing.json", lambda: atomic_write_json(self.timing, self.path("timing.json")))
-        self.saved_epoch = epoch
+        self.saved_epoch, self.saved_step = epoch, None
         barrier()
+        if self._stop_agreed():  # a SIGTERM during validation: the epoch is saved whole
+            raise Interrupted(signal.SIGTERM)
+        defer_sigterm(False)
         return metrics
+
+    def _write_last(self, model, regressor, epoch, resume_state, rng_by_rank):
+        resume_state.update(stage=self.stage, best_error=self.best_error, best_epoch=self.best_epoch,
+                            rng=rng_by_rank[0], rng_by_rank=rng_by_rank, timing=self.timing)
+        # As released, stage 2's last.pth stores best_error None (the resume state keeps the real value).
+        self._save("last.pth", lambda: save_last(self.path("last.pth"), self.released_opt(), model, regressor,
+                                                 epoch, self.best_error if self.stage == 1 else None, resume_state))
+
+    def _save_position(self, meter):
+        """last.pth in the middle of an epoch: the model, optimisers and random streams after `meter.steps`
+        steps of epoch `meter.epoch`, the position and the epoch's numbers so far (under 'resume')."""
+        if self._trained is None:  # a loop that never called resume(): only whole epochs are saved
+            return
+        model, regressor, optimizers, scaler = self._trained
+        rng_by_rank = gather_objects(get_rng_state(self.device))  # every process saves its own streams
+        if self.is_main:
+            state = {name: optimizer.state_dict() for name, optimizer in optimizers.items()}
+            state.update(scaler=scaler.state_dict(), position={"epoch": meter.epoch, "step": meter.steps,
+                                                               "steps": meter.total, "meter": meter.state()})
+            self._write_last(model, regressor, meter.epoch, state, rng_by_rank)
+        self.saved_epoch, self.saved_step = meter.epoch, (meter.steps, meter.total)
+        barrier()
 
     def finish(self, model, regressor, report_sets):
         """Evaluate best.pth on test, val and train (`report_sets`: split -> dataset of fixed clips, no
         augmentation), as the released scripts do; write final_metrics.json and the test t-SNE figure."""
         best_path = self.path("best.pth")
+        self.reporting = True
         self._check_shared(best_path)
         checkpoint = load_checkpoint(best_path)
         load_state_dict_strict(model, checkpoint["model"], "model", best_path)

@@ -1,0 +1,187 @@
+"""SIGTERM (what SLURM and Kubernetes send at a time limit, before SIGKILL), a second signal, and data-loader
+workers killed by a signal: one line each and the right exit status; loaders that skip the batches a stopped
+run had trained on; a torchrun run stopped by SIGTERM on every rank resumes exactly."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from conftest import REPO_ROOT, free_port
+from utils.engine.distributed import init_distributed
+from utils.engine.loaders import ResumableSampler, batches, make_loader
+from utils.files.checkpoint import load_checkpoint
+from utils.script.cli import (Interrupted, defer_sigterm, on_interrupt, run_main, sigterm_pending, worker_death,
+                              worker_death_hint)
+from utils.script.options import add_model_args, parser_with_defaults, training_parser
+
+OOM_LINE = ("error: DataLoader worker (pid 14841) was killed by SIGKILL, most likely by the out-of-memory killer: "
+            "lower --num_workers or --batch_size, use --cache_dir (no decoding) or give the job more memory")
+
+
+@pytest.fixture
+def own_handlers():
+    """run_main leaves the default handlers after a signal (a second one stops at once): put pytest's back."""
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for signum, handler in saved.items():
+        signal.signal(signum, handler)
+
+
+def test_sigterm_is_one_line_with_status_143_and_a_second_signal_stops_at_once(own_handlers, capsys):
+    def main():
+        on_interrupt(lambda: "interrupted after 3 of 9 videos; nothing was written; rerun the same command")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # never reached: the handler raises
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(main)
+    assert exit_.value.code == 143
+    assert capsys.readouterr().err == ("SIGTERM: interrupted after 3 of 9 videos; nothing was written; "
+                                       "rerun the same command\n")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+
+    run_main(lambda: None)  # no signal: the handlers from before are back
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_deferred_sigterm_waits_for_the_loop_and_torchrun_copies_are_ignored(own_handlers, monkeypatch, capsys):
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")  # a rank started by torchrun
+    seen = []
+
+    def main():
+        on_interrupt(lambda: "interrupted at epoch 1, step 3/5; last.pth holds epoch 1 up to step 3/5; "
+                             "rerun with --resume")
+        defer_sigterm(True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        seen.append(sigterm_pending())  # the step goes on
+        os.kill(os.getpid(), signal.SIGTERM)  # torchrun passes the scheduler's signal on: ignored, not fatal
+        seen.append(signal.getsignal(signal.SIGTERM))
+        raise Interrupted(signal.SIGTERM)  # what the loop raises once it has saved
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(main)
+    assert exit_.value.code == 143 and seen == [True, signal.SIG_IGN]
+    assert capsys.readouterr().err.endswith("up to step 3/5; rerun with --resume\n")
+
+
+def test_dead_worker_is_one_line_with_cause_remedy_and_what_is_kept(own_handlers, capsys):
+    training_parser(1)  # the script's flags: the hint names --num_workers, --batch_size and --cache_dir
+
+    def main():
+        on_interrupt(lambda: "unused", lambda: "last.pth holds epoch 2; rerun with --resume")
+        try:  # as PyTorch raises it: the SIGCHLD handler's message, wrapped by the loader
+            raise RuntimeError("DataLoader worker (pid 14841) is killed by signal: Killed. ")
+        except RuntimeError as e:
+            raise RuntimeError("DataLoader worker (pid(s) 14841) exited unexpectedly") from e
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(main)
+    assert exit_.value.code == 1
+    assert capsys.readouterr().err == f"{OOM_LINE}; last.pth holds epoch 2; rerun with --resume\n"
+
+    parser = parser_with_defaults("predict.py", "no --cache_dir here")  # only flags the script has are named
+    add_model_args(parser)
+    assert worker_death_hint("7", "SIGKILL").endswith(": lower --num_workers or give the job more memory")
+    parser.add_argument("--batch_size")
+    assert "killed by SIGBUS, most likely for lack of shared memory (/dev/shm): lower --num_workers or " \
+           "--batch_size or give" in worker_death_hint("7", "SIGBUS")
+
+    def terminated():  # a worker that got the job's SIGTERM: the job is being stopped, said as such
+        raise RuntimeError("DataLoader worker (pid 7) is killed by signal: Terminated. ")
+
+    with pytest.raises(SystemExit) as exit_:
+        run_main(terminated)
+    assert exit_.value.code == 143 and capsys.readouterr().err.startswith("SIGTERM: interrupted")
+    with pytest.raises(RuntimeError, match="^shapes do not match$"):  # other errors keep their traceback
+        run_main(lambda: (_ for _ in ()).throw(RuntimeError("shapes do not match")))
+
+
+class Suicidal(torch.utils.data.Dataset):
+    """Item 1 sends `signum` to the worker process that loads it."""
+
+    def __init__(self, signum):
+        self.signum = signum
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        if index == 1:
+            os.kill(os.getpid(), self.signum)
+        return index
+
+
+def test_real_workers_ignore_sigterm_and_a_killed_one_is_recognised():
+    dist = init_distributed("cpu")
+    loader = make_loader(Suicidal(signal.SIGTERM), 1, 1, dist, shuffle=False, drop_last=False)
+    assert [int(b) for b in batches(loader)] == [0, 1, 2, 3]  # SIGTERM is the main process's business
+    worker = loader._iterator._workers[0]  # persistent; the loader stops it with SIGTERM: it still obeys that
+    worker.terminate()
+    worker.join(timeout=10)
+    assert worker.exitcode == 0
+
+    loader = make_loader(Suicidal(signal.SIGKILL), 1, 1, dist, shuffle=False, drop_last=False)
+    with pytest.raises(RuntimeError) as error:
+        list(batches(loader))
+    pid, name = worker_death(error.value)
+    assert name == "SIGKILL" and pid.isdigit()
+
+
+def test_resumable_sampler_leaves_out_the_batches_already_trained():
+    dataset = list(range(11))
+    full = ResumableSampler(dataset, num_replicas=2, rank=1, shuffle=True, seed=3, drop_last=True)
+    full.set_epoch(4)
+    part = ResumableSampler(dataset, num_replicas=2, rank=1, shuffle=True, seed=3, drop_last=True)
+    part.set_epoch(4)
+    part.skip = 2
+    assert list(part) == list(full)[2:] and len(part) == len(full) - 2 == 3
+
+
+# ---------------------------------------------------------------- torchrun
+
+def torchrun(data, save_root, name, *extra):
+    """Stage 1 under torchrun with 2 gloo processes, in a session of its own (a scheduler signals all of it)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr",
+               "127.0.0.1", "--master_port", str(free_port()), "train_first_stage.py", "--data_folder", str(data),
+               "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--device", "cpu",
+               "--print_freq", "1", "--batch_size", "1", "--epochs", "0", "--num_workers", "0", "--aug",
+               "--learning_rate", "1e-3", "--trial", "3", "--save_root", str(save_root), "--run_name", name, *extra]
+    return subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1",
+                                                         "WANDB_MODE": "disabled"})
+
+
+def finished(process):
+    _, stderr = process.communicate(timeout=600)
+    assert process.returncode == 0, stderr[-3000:]
+
+
+def test_torchrun_stopped_by_sigterm_on_every_rank_resumes_exactly(echonet, tmp_path):
+    reference = torchrun(echonet, tmp_path, "reference")  # alongside: the runs share the cores
+    log = tmp_path / "stopped" / "training.log"
+    process = torchrun(echonet, tmp_path, "stopped")
+    deadline = time.time() + 300
+    while process.poll() is None and time.time() < deadline and not (
+            log.exists() and "Train [0][2/" in log.read_text()):
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGTERM)  # torchrun, both ranks: as SLURM does at the time limit
+    _, stderr = process.communicate(timeout=120)
+    lines = [line for line in stderr.splitlines() if line.startswith("SIGTERM: ")]
+    assert len(lines) == 1, stderr[-3000:]  # rank 0 says it, once, for both ranks
+    step = int(re.fullmatch(r"SIGTERM: interrupted at epoch 0, step (\d)/5; last\.pth holds epoch 0 up to step "
+                            r"\1/5; rerun with --resume", lines[0]).group(1))
+    saved = load_checkpoint(tmp_path / "stopped" / "last.pth")
+    assert saved["resume"]["position"]["step"] == step < 5 and len(saved["resume"]["rng_by_rank"]) == 2
+
+    finished(torchrun(echonet, tmp_path, "stopped", "--resume"))
+    finished(reference)
+    assert f"epoch 0 up to step {step}/5" in log.read_text()
+    expected, resumed = (load_checkpoint(tmp_path / name / "last.pth") for name in ("reference", "stopped"))
+    for part in ("model", "regressor"):
+        for key, value in expected[part].items():
+            torch.testing.assert_close(resumed[part][key], value, atol=1e-6, rtol=0, msg=f"{part}.{key}")
