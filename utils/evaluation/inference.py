@@ -9,7 +9,7 @@ from torch.utils.data import DataLoader, Subset
 
 from utils.engine.amp import autocast, prepare_batch
 from utils.engine.distributed import gather_objects
-from utils.engine.loaders import batches
+from utils.engine.loaders import batches, worker_init
 from utils.evaluation.metrics import regression_metrics
 from utils.files.checkpoint import unwrap
 
@@ -71,7 +71,8 @@ def _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp,
     # One video per item (any number of clips). Own generator: the workers' base seed is not drawn from the
     # global RNG (see engine.loaders.make_loader).
     loader = DataLoader(Subset(dataset, my_indices), batch_size=None, shuffle=False, num_workers=num_workers,
-                        pin_memory=dist.device.type == "cuda", generator=torch.Generator().manual_seed(0))
+                        pin_memory=dist.device.type == "cuda", generator=torch.Generator().manual_seed(0),
+                        worker_init_fn=worker_init)  # a scheduler's SIGTERM: validation ends, then the run saves
     items = batches(loader)
     items = progress(items, total=len(loader)) if progress else items
     rows = []
