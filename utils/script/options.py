@@ -60,23 +60,23 @@ class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
         return super()._format_action(action)
 
 
-_offered = set()  # the flags of the script's parser, so that hints name only flags it has (utils.script.cli)
+_parsers = []  # the script's parser and its sub-command parsers, so that hints name only flags it has (cli)
 
 
 class _Parser(argparse.ArgumentParser):
-    def add_argument(self, *names, **kwargs):
-        _offered.update(name for name in names if name.startswith("--"))
-        return super().add_argument(*names, **kwargs)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _parsers.append(self)
 
 
 def parser_with_defaults(prog, description):
-    _offered.clear()  # a script builds one parser: the latest one is the script's
+    _parsers.clear()  # a script builds one parser: the latest one is the script's
     return _Parser(prog=prog, description=description, formatter_class=HelpWithDefaults)
 
 
 def offers(flag):
-    """Whether the script's parser has `flag` (True before any parser was built)."""
-    return not _offered or flag in _offered
+    """Whether the script's parser (or one of its sub-commands) has `flag`; True before any parser was built."""
+    return not _parsers or any(flag in parser._option_string_actions for parser in _parsers)
 
 
 def add_model_args(parser, frames=None, frequency=None):
