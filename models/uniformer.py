@@ -166,7 +166,7 @@ class DepthwiseConv3d(nn.Conv3d):
             return depthwise_conv3d_by_frames(x, self.weight, self.bias, self.padding)
         if x.device.type == 'cpu':
             # PyTorch's CPU weight gradient of a bf16 depthwise Conv3d in channels_last layout (input or
-            # weight) reads uninitialised memory: a wrong or NaN gradient (tests/test_amp.py reproduces
+            # weight) reads uninitialised memory: a wrong or NaN gradient (tests/models/test_depthwise.py reproduces
             # it). The contiguous layout avoids that kernel. A [C, 1, k, k, k] weight moved to channels_last
             # still counts as contiguous (its channel dim has size 1) but keeps channels_last strides, which
             # select that kernel: hence a fresh copy with plain strides.

@@ -1,12 +1,14 @@
-"""The depthwise 3D convolution computed with 2D convolutions (`depthwise='conv2d'`) equals nn.Conv3d:
-outputs and gradients of input, weight and bias, for the kernels UniFormer uses (3 and 5), odd sizes,
-channels_last inputs, under bf16 autocast and torch.compile, and inside a whole UniFormer."""
+"""models/uniformer.py, DepthwiseConv3d: the depthwise 3D convolution computed with 2D convolutions
+(`depthwise='conv2d'`) equals nn.Conv3d: outputs and gradients of input, weight and bias, for the kernels UniFormer
+uses (3 and 5), odd sizes, channels_last inputs, under bf16 autocast and torch.compile, and inside a whole
+UniFormer; and the bf16 channels_last CPU kernel bug that the layer avoids."""
 import pytest
 import torch
 import torch.nn.functional as F
 
 from models import get_feature_extractor, uniformer_tiny
 from models.uniformer import DEPTHWISE_CHOICES, DepthwiseConv3d
+from utils.engine.amp import autocast
 from utils.script.options import DEPTHWISE
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
@@ -135,3 +137,30 @@ def test_feature_extractor_forwards_the_choice_and_rejects_unknown_ones():
     assert DEPTHWISE_CHOICES == DEPTHWISE  # the command-line choices are the model's
     with pytest.raises(ValueError, match="depthwise"):
         uniformer_tiny(depthwise="conv1d")
+
+
+def test_bf16_channels_last_training_step_on_cpu_is_finite_and_repeatable():
+    """Root cause of a NaN RnC loss seen in about 1 bf16 CPU run in 15 (epoch 0, step 1): given a bf16
+    channels_last_3d input, PyTorch's CPU kernel for the WEIGHT gradient of a 5x5x5 depthwise Conv3d (the
+    local blocks' `attn`) reads uninitialised memory (torch 2.14; fp32, fp16, 3x3x3 and contiguous inputs
+    are fine). Garbage there is usually a wrong gradient, sometimes NaN, which AdamW spreads to the weights
+    and the next loss. Filling freed memory with NaN first makes it deterministic. The model hands that
+    kernel a contiguous input on the CPU (models/uniformer.py, DepthwiseConv3d)."""
+    torch.manual_seed(0)
+    model = get_feature_extractor("uniformer_tiny").to(memory_format=torch.channels_last_3d)
+    x = torch.randn(8, 3, 8, 112, 112).contiguous(memory_format=torch.channels_last_3d)
+
+    def attn_weight_grad(dtype):
+        model.zero_grad()
+        with autocast(torch.device("cpu"), dtype):
+            _, embeddings = model(x)
+        embeddings.float().pow(2).sum().backward()
+        return model.blocks1[0].attn.weight.grad.clone()
+
+    reference = attn_weight_grad(None)  # fp32
+    for size in (2 ** 10, 2 ** 14, 2 ** 18, 2 ** 20, 2 ** 22):
+        poison = torch.full((size,), float("nan"))
+        del poison  # freed NaN-filled memory: what an uninitialised buffer would pick up
+        grad = attn_weight_grad(torch.bfloat16)
+        assert torch.isfinite(grad).all(), size
+        assert (grad - reference).abs().max() <= 0.05 * reference.abs().max(), size

@@ -1,12 +1,14 @@
+"""losses/rnc.py: RnC values and gradients against the official loss (float64 and float32), against a loop over
+its definition (ties included), at extreme scales, with duplicate embeddings, and its one-line errors."""
 import json
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import FIXTURES
 from losses import RnCLoss
 
-FIXTURE = Path(__file__).parent / "fixtures" / "rnc_loss_ref.json"
+FIXTURE = FIXTURES / "rnc_loss_ref.json"
 CASES = json.loads(FIXTURE.read_text())["cases"]
 
 
