@@ -1,19 +1,18 @@
-"""Tests of datasets/synthetic/echonet.py: a complete, loadable EchoNet-format dataset whose EF follows from the drawing."""
+"""datasets/synthetic/echonet.py: a complete, loadable EchoNet-format dataset whose EF follows from the drawing."""
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import REPO_ROOT
 from datasets import EchoNet, decode_video, make_synthetic_echonet
 from datasets.cache import colour_table
 from datasets.synthetic.echonet import PIXEL_MM
 
-REPO = Path(__file__).resolve().parents[1]
 FILELIST_COLUMNS = ["FileName", "EF", "ESV", "EDV", "FrameHeight", "FrameWidth", "FPS", "NumberOfFrames", "Split"]
 
 
@@ -127,7 +126,7 @@ def test_ef_is_visible_in_the_pool_area_change(synthetic):
 
 def test_cli(tmp_path):
     result = subprocess.run([sys.executable, "-m", "datasets.synthetic", "--out", str(tmp_path / "cli"), "--n", "6",
-                             "--seed", "3"], cwd=REPO, capture_output=True, text=True, timeout=120)
+                             "--seed", "3"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "wrote 6 videos" in result.stdout and "RuntimeWarning" not in result.stderr
     assert len(pd.read_csv(tmp_path / "cli" / "FileList.csv")) == 6

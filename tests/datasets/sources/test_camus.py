@@ -1,0 +1,157 @@
+"""datasets/sources/camus.py: the CAMUS reader (NIfTI and MHD layouts): both views with their cfg values, clips
+from ED to ES in the stored orientation, quality and view filters, bad or missing cfg / sequence files, the
+dataset's items and the released frame subsampling."""
+import shutil
+
+import numpy as np
+import pytest
+
+from datasets.clips import MEAN, STD
+from datasets.sources import camus
+from datasets.synthetic.transfer import MARKER_BASE, MARKER_STEP, make_synthetic_camus
+
+N_CAMUS = 4  # patients 1..4: EF spelled 'LVef' for patient0003, ED stored last for (i + view) odd
+
+
+@pytest.fixture(scope="module")
+def nifti_root(tmp_path_factory):
+    pytest.importorskip("nibabel")
+    return make_synthetic_camus(tmp_path_factory.mktemp("camus_nifti"), n=N_CAMUS, seed=3, layout="nifti")
+
+
+@pytest.fixture(scope="module")
+def mhd_root(tmp_path_factory):
+    pytest.importorskip("SimpleITK")
+    return make_synthetic_camus(tmp_path_factory.mktemp("camus_mhd"), n=2, seed=4, layout="mhd")
+
+
+def _marker(frames):
+    """Stored frame number encoded in the top-left block of each returned frame."""
+    return (frames[:, 1, 1].astype(int) - MARKER_BASE) // MARKER_STEP
+
+
+def _copy_patient(root, tmp_path, patient="patient0001"):
+    folder = tmp_path / "camus" / patient
+    shutil.copytree(root / "database_nifti" / patient, folder)
+    return tmp_path / "camus", folder
+
+
+def test_camus_lists_both_views_sorted_with_cfg_values(nifti_root):
+    samples = camus.list_samples(nifti_root, views="both")
+    assert [s.name for s in samples] == [f"patient{i:04d}_{v}" for i in range(1, N_CAMUS + 1) for v in ("4CH", "2CH")]
+    for s in samples:
+        cfg = camus.read_cfg(s.cfg)
+        key = "LVef" if s.patient == "patient0003" else "EF"
+        assert key in cfg and ({"EF", "LVef"} - {key}).isdisjoint(cfg)  # the generator wrote one spelling
+        assert s.ef == float(cfg[key]) and 0 < s.ef < 100
+        assert (s.n_frames, s.ed, s.es, s.quality) == (int(cfg["NbFrame"]), int(cfg["ED"]), int(cfg["ES"]),
+                                                       cfg["ImageQuality"])
+        assert s.path.name == f"{s.name}_half_sequence.nii.gz"
+    # the root may be database_nifti/ itself or its parent
+    assert camus.list_samples(nifti_root / "database_nifti", "both") == samples
+    assert camus.camus_patients(nifti_root) == [f"patient{i:04d}" for i in range(1, N_CAMUS + 1)]
+
+
+@pytest.mark.parametrize("layout", ["nifti", "mhd"])
+def test_camus_clips_go_from_ed_to_es(layout, request):
+    root = request.getfixturevalue(f"{layout}_root")
+    samples = camus.list_samples(root, "both")
+    assert any(s.ed > s.es for s in samples) and any(s.ed < s.es for s in samples)
+    for s in samples:
+        frames = camus.load_frames(s, frames=None)  # every frame from ED to ES
+        assert frames.shape == (s.n_frames, 112, 112) and frames.dtype == np.uint8
+        step = 1 if s.ed < s.es else -1
+        assert _marker(frames).tolist() == list(range(s.ed - 1, s.es - 1 + step, step))
+        clip = camus.load_frames(s, frames=32)  # resampled: starts at ED, ends at ES
+        assert clip.shape == (32, 112, 112)
+        assert _marker(clip).tolist() == _marker(frames)[camus.even_indices(s.n_frames, 32)].tolist()
+        assert (_marker(clip)[0], _marker(clip)[-1]) == (s.ed - 1, s.es - 1)
+
+
+def test_camus_orientation_top_left_stays_top_left(nifti_root):
+    # the marker is 6 rows x 16 columns at the top left; a flip or a transpose would move or reshape it
+    for s in camus.list_samples(nifti_root, "both"):
+        frame = camus.load_frames(s, frames=None)[0]
+        assert frame[1, 1] == frame[1, 10] == MARKER_BASE + MARKER_STEP * (s.ed - 1)
+        assert frame[10, 1] == 0 and frame[-2, 1] == 0 and frame[1, -2] == 0
+
+
+def test_camus_nifti_axes_agree_with_simpleitk(nifti_root):
+    sitk = pytest.importorskip("SimpleITK")
+    s = camus.list_samples(nifti_root, "4CH")[0]
+    volume = camus.read_volume(s.path)  # nibabel, axes reversed to [T, H, W]
+    assert np.array_equal(volume, sitk.GetArrayFromImage(sitk.ReadImage(str(s.path))))
+    assert volume.shape[0] == s.n_frames and volume.shape[1] != volume.shape[2]
+
+
+def test_camus_mhd_layout_reads_lvef(mhd_root):
+    samples = camus.list_samples(mhd_root, "both")
+    assert len(samples) == 4 and all(s.path.suffix == ".mhd" for s in samples)
+    assert all(s.ef == float(camus.read_cfg(s.cfg)["LVef"]) for s in samples)
+
+
+def test_camus_quality_and_view_filters(nifti_root):
+    everything = camus.list_samples(nifti_root, "both")
+    good = camus.list_samples(nifti_root, "both", qualities={"good"})
+    assert good and [s for s in everything if s.quality == "Good"] == good
+    two = camus.list_samples(nifti_root, "both", qualities=["Good", "POOR"])
+    assert [s for s in everything if s.quality in ("Good", "Poor")] == two and len(two) < len(everything)
+    assert [s.view for s in camus.list_samples(nifti_root, "4CH")] == ["4CH"] * N_CAMUS
+    assert [s.view for s in camus.list_samples(nifti_root, "2ch")] == ["2CH"] * N_CAMUS
+    with pytest.raises(ValueError, match="Excellent"):
+        camus.list_samples(nifti_root, "both", qualities={"Excellent"})
+    with pytest.raises(ValueError, match="3CH"):
+        camus.list_samples(nifti_root, "3CH")
+
+
+@pytest.mark.parametrize("edit, key", [
+    (lambda text: "\n".join(line for line in text.splitlines() if not line.startswith("EF")), "EF"),
+    (lambda text: text.replace("EF: ", "EF: abc"), "EF"),
+    (lambda text: "\n".join(line for line in text.splitlines() if not line.startswith("ED")), "ED"),
+    (lambda text: text.replace("NbFrame: ", "NbFrame: many"), "NbFrame"),
+    (lambda text: text.replace("ImageQuality: ", "ImageQuality: Superb #"), "ImageQuality"),
+])
+def test_camus_bad_cfg_names_file_and_key(nifti_root, tmp_path, edit, key):
+    root, folder = _copy_patient(nifti_root, tmp_path)
+    cfg = folder / "Info_4CH.cfg"
+    cfg.write_text(edit(cfg.read_text()))
+    with pytest.raises(ValueError) as error:
+        camus.list_samples(root, "4CH")
+    message = str(error.value)
+    assert str(cfg) in message and f"'{key}'" in message and "\n" not in message
+
+
+def test_camus_missing_cfg_or_sequence_is_file_not_found(nifti_root, tmp_path):
+    root, folder = _copy_patient(nifti_root, tmp_path)
+    (folder / "Info_2CH.cfg").unlink()
+    assert len(camus.list_samples(root, "4CH")) == 1  # the 4CH view does not need it
+    with pytest.raises(FileNotFoundError, match="Info_2CH.cfg"):
+        camus.list_samples(root, "both")
+    (folder / "patient0001_4CH_half_sequence.nii.gz").unlink()
+    with pytest.raises(FileNotFoundError, match="4CH sequence"):
+        camus.list_samples(root, "4CH")
+
+
+def test_camus_dataset_items(nifti_root):
+    dataset = camus.CAMUS(nifti_root, patients=["patient0002", "patient0004"], views="both", frames=8)
+    assert [s.name for s in dataset.samples] == ["patient0002_4CH", "patient0002_2CH",
+                                                 "patient0004_4CH", "patient0004_2CH"]
+    item = dataset[1]
+    assert item["name"] == "patient0002_2CH" and item["patient"] == "patient0002"
+    assert item["image"].shape == (3, 8, 112, 112) and item["image"].dtype.is_floating_point
+    assert item["label"].tolist() == item["ef"].tolist() == [pytest.approx(dataset.samples[1].ef)]
+    grey = camus.load_frames(dataset.samples[1], 8).astype(np.float64)
+    for c in range(3):  # EchoNet normalisation of the grey clip in every channel
+        np.testing.assert_allclose(item["image"][c].numpy(), (grey - MEAN[c]) / STD[c], rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="patient0099"):
+        camus.CAMUS(nifti_root, patients=["patient0099"])
+
+
+def test_even_indices_match_released_subsampling():
+    for n in range(33, 70):  # the released preprocessing: Python round() of linspace
+        assert camus.even_indices(n, 32).tolist() == [round(i) for i in np.linspace(0, n - 1, num=32)]
+        assert len(set(camus.even_indices(n, 32).tolist())) == 32
+    assert camus.even_indices(3, 5).tolist() == [round(i) for i in np.linspace(0, 2, 5)] == [0, 0, 1, 2, 2]  # ties
+    repeated = camus.even_indices(10, 32)  # too few frames: all kept, in order, repeated
+    assert repeated[0] == 0 and repeated[-1] == 9 and sorted(set(repeated.tolist())) == list(range(10))
+    assert np.all(np.diff(repeated) >= 0) and np.bincount(repeated).max() <= 4
