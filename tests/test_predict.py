@@ -27,7 +27,7 @@ from datasets.echonet import EchoNetAllClips
 from datasets.video import decode_video, frame_count
 from models import get_feature_extractor, get_shallow_mlp_head
 from test_video_input import intersection, write_dicom, write_screen_recording
-from test_weights import fill_hub_cache
+from conftest import fill_hub_cache
 from utils.files.checkpoint import save_best
 from utils.script.errors import BadInputError, MissingInputError
 from utils.evaluation.metrics import regression_metrics

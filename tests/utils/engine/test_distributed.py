@@ -1,4 +1,4 @@
-"""utils.engine.distributed: single-process behaviour, and a real 2-process gloo run checked against
+"""utils/engine/distributed.py: single-process behaviour, and a real 2-process gloo run checked against
 one process on the whole batch. Run as a script, this file is the worker of that 2-process run."""
 import os
 import subprocess
@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # the worker runs as a plain script
-    sys.path.insert(0, str(REPO_ROOT))
+TESTS = Path(__file__).resolve().parents[2]
+if str(TESTS) not in sys.path:  # the worker runs as a plain script: conftest (it puts the repo on sys.path)
+    sys.path.insert(0, str(TESTS))
 
-from conftest import free_port  # noqa: E402
+from conftest import REPO_ROOT, free_port  # noqa: E402
 from losses import RnCLoss  # noqa: E402
 from utils.engine import distributed  # noqa: E402
 

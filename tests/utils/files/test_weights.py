@@ -1,4 +1,4 @@
-"""utils.files.weights: plain paths, hf:// specs resolved from a pre-filled hub cache offline, and the
+"""utils/files/weights.py: plain paths, hf:// specs resolved from a pre-filled hub cache offline, and the
 one-line errors. No network: every hf:// lookup runs with HF_HUB_OFFLINE=1."""
 import os
 import subprocess
@@ -7,23 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from utils.script.errors import BadInputError, MissingInputError
+from conftest import REPO_ROOT, fill_hub_cache
 from utils.files.weights import parse_hf_spec, resolve_weights, weights_label
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-COMMIT = "0123456789abcdef0123456789abcdef01234567"  # any 40-hex commit id
-
-
-def fill_hub_cache(cache: Path, repo_id: str, filename: str, payload: bytes) -> Path:
-    """The layout huggingface_hub keeps for a downloaded file: refs/main names the commit, the file
-    sits in snapshots/<commit>/ (a symlink into blobs/ there; a plain file is read the same way)."""
-    repo_folder = cache / ("models--" + repo_id.replace("/", "--"))
-    (repo_folder / "refs").mkdir(parents=True)
-    (repo_folder / "refs" / "main").write_text(COMMIT)
-    target = repo_folder / "snapshots" / COMMIT / filename
-    target.parent.mkdir(parents=True)
-    target.write_bytes(payload)
-    return target
+from utils.script.errors import BadInputError, MissingInputError
 
 
 @pytest.fixture
