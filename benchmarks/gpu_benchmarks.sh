@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU checks in one run (about 8 minutes on an H100/H200, at most 9.5 with every step at its limit): the
-# CUDA tests (tests/test_cuda.py, tests/test_depthwise.py), then the benchmarks of benchmarks/RESULTS.md: the
+# CUDA tests (tests/scenarios/test_cuda.py, tests/models/test_depthwise.py), then the benchmarks of benchmarks/RESULTS.md: the
 # whole pipeline (stage 1 -> stage 2 -> test as the real scripts, released-style vs fastest settings, projected
 # to the paper's schedule), the stage-1 training step (fp32 eager vs bf16 + SDPA, channels_last, conv2d/auto
 # depthwise, compile), the depthwise layers (nn.Conv3d vs the conv2d implementation) and the three-clip test.
@@ -18,7 +18,7 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | 
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)" | tee -a "$logs/device.log"
 root=()
 [ -f .bench_data/echonet_samples/FileList.csv ] && root=(--root .bench_data/echonet_samples)
-timeout 120 python3 -m pytest -q tests/test_cuda.py tests/test_depthwise.py 2>&1 | tee "$logs/test_cuda.log"
+timeout 120 python3 -m pytest -q tests/scenarios/test_cuda.py tests/models/test_depthwise.py 2>&1 | tee "$logs/test_cuda.log"
 # Not measured on a GPU yet first (the whole pipeline, the step with conv2d/auto depthwise), then what
 # RESULTS.md already has figures for (the depthwise layers, the three-clip test).
 timeout 200 python3 benchmarks/bench_pipeline.py --videos 160 --timeout 90 --json "$logs/bench_pipeline.json" 2>&1 \

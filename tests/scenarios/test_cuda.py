@@ -1,6 +1,7 @@
 """GPU paths: mixed precision, batched three-clip inference and the three scripts on CUDA.
 
-Skipped where no CUDA device is present (CI); run on a GPU machine with `python3 -m pytest -q tests/test_cuda.py`
+Skipped where no CUDA device is present (CI); run on a GPU machine with
+`python3 -m pytest -q tests/scenarios/test_cuda.py`
 (benchmarks/gpu_benchmarks.sh does).
 """
 import json

@@ -3,12 +3,12 @@ scripts' timing files, option defaults, and (when the scripts write their timing
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 import bench_pipeline as bp  # noqa: E402
 import pipeline_figures as pf  # noqa: E402
 
@@ -149,7 +149,7 @@ def test_prepare_dataset_never_deletes_other_data(tmp_path):
 
 def test_quick_run_end_to_end(tmp_path):
     out = tmp_path / "pipeline.json"
-    result = subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_pipeline.py"), "--quick",
+    result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_pipeline.py"), "--quick",
                              "--json", str(out), "--work_dir", str(tmp_path / "work")],
                             capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -1,19 +1,20 @@
-"""The test script's pickle has the released file's layout at every key: types, dtypes, shapes, key order
-(tests/fixtures/released_test_pickle_layout.json, read from the official code), so code written for the
-released file (e.g. `aux['ef'][i][0]`) reads ours."""
+"""test_with_three_clips.py: its pickle has the released file's layout at every key: types, dtypes, shapes, key
+order (tests/fixtures/released_test_pickle_layout.json, read from the official code), so code written for the
+released file (e.g. `aux['ef'][i][0]`) reads ours; a negative --seed is refused. Its other outputs after a
+stage-1 run: tests/scenarios/test_pipeline.py."""
 import json
 import pickle
-from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 import test_with_three_clips
-from conftest import TINY
+from conftest import FIXTURES, TINY
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.files.checkpoint import save_best
 
-LAYOUT = json.loads((Path(__file__).parent / "fixtures" / "released_test_pickle_layout.json").read_text())["layout"]
+LAYOUT = json.loads((FIXTURES / "released_test_pickle_layout.json").read_text())["layout"]
 
 
 def layout(value, sizes):
@@ -50,3 +51,10 @@ def test_pickle_layout_equals_the_released_one_at_every_key(echonet, tmp_path):
         list(LAYOUT["keys"]["best_aux x1 clip"]["keys"]["aux"]["keys"])]
     labels = ours["best_aux x1 clip"]["labels"].numpy()[:, 0]
     assert [ef[0] for ef in ours["best_aux x1 clip"]["aux"]["ef"]] == list(labels)  # released code reads ef[i][0]
+
+
+def test_test_script_refuses_a_negative_seed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        test_with_three_clips.parse_option(["--pretrained_weights", "w.pth", "--frames", "8", "--frequency", "2",
+                                            "--seed", "-1"])
+    assert exit_.value.code == 2 and "--seed: must be >= 0, got -1" in capsys.readouterr().err

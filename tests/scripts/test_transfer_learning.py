@@ -1,6 +1,7 @@
 """transfer_learning.py end to end on generated CAMUS / HMC-QU sets and a labelled folder (CPU, tiny UniFormer,
 4-frame clips): folds shared by all checkpoints, a linear head that learns, the embedding cache, classification
-outputs, fine-tuning through Run with --resume, and one-line errors."""
+outputs, fine-tuning through Run with --resume, and one-line errors. The clips themselves:
+tests/datasets/test_transfer_datasets.py; the sources: tests/datasets/sources."""
 import json
 import os
 import re
@@ -18,7 +19,6 @@ from models import get_feature_extractor, get_shallow_mlp_head, uniformer_tiny
 from models.uniformer import UniFormer
 from utils.files.checkpoint import load_checkpoint, save_best
 from utils.script.cli import run_main
-from utils.evaluation.metrics import scores
 from utils.script.errors import BadInputError
 from utils.training.run import Run
 
@@ -330,17 +330,6 @@ def test_camus_finetune_defaults_to_the_released_protocol(tmp_path, monkeypatch)
         opt = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".", "--pretrained_weights",
                                               "none", *argv])
         assert (opt.normalisation, opt.aug, opt.views) == (*expected, ("4CH",))
-
-
-def test_scores_of_a_known_example():
-    metrics = scores("classification", [0.9, 0.6, 0.4, 0.2, 0.7], [1, 1, 1, 0, 0])
-    assert (metrics["tp"], metrics["fn"], metrics["tn"], metrics["fp"]) == (2, 1, 1, 1)
-    assert metrics["accuracy"] == pytest.approx(3 / 5) and metrics["sensitivity"] == pytest.approx(2 / 3)
-    assert metrics["specificity"] == pytest.approx(1 / 2) and metrics["f1"] == pytest.approx(4 / 6)
-    assert metrics["auroc"] == pytest.approx(4 / 6)  # 4 of the 6 (positive, negative) pairs ranked right
-    regression = scores("regression", [50, 60, 70], [40, 60, 80])
-    assert regression["mae"] == pytest.approx(20 / 3) and regression["pearson_r"] == pytest.approx(1.0)
-    assert np.isnan(scores("regression", [55, 55, 55], [40, 60, 80])["pearson_r"])
 
 
 def one_line_error(argv, capsys):

@@ -1,7 +1,7 @@
-"""visualize.py end to end on the synthetic EchoNet folder (CPU, tiny UniFormer) and the embeddings.npz format:
-a trained model's embeddings are ordered by EF clearly better than at random init, the files of
-`embeddings` (two checkpoints, --clips all, reused .npz files without any forward pass), Grad-CAM videos
-and strips of `cam`, and the one-line errors."""
+"""visualize.py end to end on the synthetic EchoNet folder (CPU, tiny UniFormer): a trained model's embeddings
+are ordered by EF clearly better than at random init, the files of `embeddings` (two checkpoints, --clips all,
+reused .npz files without any forward pass), Grad-CAM videos and strips of `cam`, and the one-line errors. The
+embeddings.npz format itself: tests/utils/files/test_embeddings_file.py."""
 import json
 import os
 import sys
@@ -16,13 +16,13 @@ import models
 import train_first_stage
 import utils.evaluation.projection as projection
 import visualize
-from conftest import TINY, read_all_frames
+from conftest import TINY, fake_projection, read_all_frames
 from datasets import EchoNetTest, decode_video, save_start_indexes
 from models import build_model, get_feature_extractor, get_shallow_mlp_head
 from utils.files.checkpoint import save_best
 from utils.script.cli import run_main
 from utils.engine.distributed import init_distributed
-from utils.files.embeddings_file import REQUIRED_META, load_embeddings, save_embeddings
+from utils.files.embeddings_file import load_embeddings, save_embeddings
 from utils.script.errors import BadInputError
 from utils.evaluation.inference import predict
 from utils.evaluation.representation import representation_metrics
@@ -31,14 +31,6 @@ MODEL = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--de
 EMBED = [*MODEL, "--num_workers", "0", "--batch_size", "4"]
 PNG = b"\x89PNG\r\n\x1a\n"
 METRICS = ("spearman", "knn_mae", "bin_ratio")
-
-
-def fake_projection(calls):
-    """utils.evaluation.projection.project without t-SNE / UMAP (UMAP alone costs ~12 s of numba compilation)."""
-    def project(embeddings, method="tsne", seed=None):
-        calls.append(method)
-        return np.asarray(embeddings, dtype=float)[:, :2]
-    return project
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -268,34 +260,6 @@ def test_parser_needs_a_source_and_keeps_starts_apart_from_inputs(capsys):
 
 
 # ---------------------------------------------------------------- embeddings.npz
-
-
-def test_embeddings_file_round_trip_and_bad_files(tmp_path):
-    meta = {"checkpoint": "/a/best.pth", "split": "val", "frames": np.int64(36), "frequency": 4, "clips": "all",
-            "clip_stride": 72}
-    path = save_embeddings(tmp_path / "e.npz", ["b.avi", "a.avi"], [40, 60], np.eye(2, 3), [41.5, 58.0], meta)
-    data = load_embeddings(path)
-    assert data["names"] == ["b.avi", "a.avi"] and data["meta"] == {**meta, "frames": 36, "format_version": 1}
-    assert data["embeddings"].dtype == np.float32 and data["ef"].dtype == np.float64
-    np.testing.assert_array_equal(data["predictions"], [41.5, 58.0])
-    with np.load(path, allow_pickle=False) as plain:  # plain NumPy reads it, no pickle needed
-        assert sorted(plain.files) == ["ef", "embeddings", "meta", "names", "predictions"]
-    assert [p.name for p in tmp_path.iterdir()] == ["e.npz"]  # no temporary file left
-
-    with pytest.raises(ValueError, match="meta lacks clips"):
-        save_embeddings(tmp_path / "f.npz", ["a"], [1], [[0.0]], [1], {k: 1 for k in REQUIRED_META[:-1]})
-    np.savez(tmp_path / "partial.npz", names=np.array(["a.avi"]), ef=np.array([50.0]))
-    with pytest.raises(BadInputError, match=r"partial.npz: array 'embeddings' missing"):
-        load_embeddings(tmp_path / "partial.npz")
-    (tmp_path / "text.npz").write_text("not an archive")
-    with pytest.raises(BadInputError, match="text.npz is not a .npz archive"):
-        load_embeddings(tmp_path / "text.npz")
-    np.savez(tmp_path / "short.npz", names=np.array(["a.avi"]), ef=np.array([50.0, 60.0]), embeddings=np.eye(2),
-             predictions=np.array([1.0, 2.0]), meta=np.array(json.dumps({**meta, "frames": 36})))
-    with pytest.raises(BadInputError, match="'names' has 1 entries but 'embeddings' has 2 rows"):
-        load_embeddings(tmp_path / "short.npz")
-    with pytest.raises(FileNotFoundError, match="embeddings file not found"):
-        load_embeddings(tmp_path / "nowhere.npz")
 
 
 @pytest.mark.skipif(not os.environ.get("COREECHO_TEST_UMAP"),
