@@ -13,6 +13,7 @@ import torch
 
 from conftest import REPO_ROOT, free_port
 from utils.engine.distributed import init_distributed
+from utils.script import cli
 from utils.engine.loaders import ResumableSampler, batches, make_loader
 from utils.files.checkpoint import load_checkpoint
 from utils.script.cli import (Interrupted, defer_sigterm, on_interrupt, run_main, sigterm_pending, worker_death,
@@ -32,7 +33,7 @@ def own_handlers():
         signal.signal(signum, handler)
 
 
-def test_sigterm_is_one_line_with_status_143_and_a_second_signal_stops_at_once(own_handlers, capsys):
+def test_sigterm_is_one_line_with_status_143_and_then_ctrl_c_stops_at_once(own_handlers, capsys):
     def main():
         on_interrupt(lambda: "interrupted after 3 of 9 videos; nothing was written; rerun the same command")
         os.kill(os.getpid(), signal.SIGTERM)
@@ -45,12 +46,16 @@ def test_sigterm_is_one_line_with_status_143_and_a_second_signal_stops_at_once(o
                                        "rerun the same command\n")
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is signal.SIG_DFL
 
+    def before(signum, frame):
+        pass
+
+    signal.signal(signal.SIGTERM, before)
     run_main(lambda: None)  # no signal: the handlers from before are back
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGTERM) is before
 
 
-def test_deferred_sigterm_waits_for_the_loop_and_torchrun_copies_are_ignored(own_handlers, monkeypatch, capsys):
-    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "test")  # a rank started by torchrun
+def test_deferred_sigterm_waits_for_the_loop_copies_are_ignored_and_a_later_signal_stops(own_handlers, monkeypatch,
+                                                                                            capsys):
     seen = []
 
     def main():
@@ -59,13 +64,19 @@ def test_deferred_sigterm_waits_for_the_loop_and_torchrun_copies_are_ignored(own
         defer_sigterm(True)
         os.kill(os.getpid(), signal.SIGTERM)
         seen.append(sigterm_pending())  # the step goes on
-        os.kill(os.getpid(), signal.SIGTERM)  # torchrun passes the scheduler's signal on: ignored, not fatal
-        seen.append(signal.getsignal(signal.SIGTERM))
+        os.kill(os.getpid(), signal.SIGTERM)  # srun or torchrun passes the scheduler's signal on: not fatal
+        seen.append(signal.getsignal(signal.SIGINT))  # a Ctrl-C now would stop at once
+        killed = []
+        monkeypatch.setattr(cli, "_COPIES_WITHIN", 0.0)
+        monkeypatch.setattr(os, "kill", lambda pid, signum: killed.append((pid, signum)))
+        signal.raise_signal(signal.SIGTERM)  # later: a real second signal, the process ends
+        seen.append((killed, signal.getsignal(signal.SIGTERM)))
         raise Interrupted(signal.SIGTERM)  # what the loop raises once it has saved
 
     with pytest.raises(SystemExit) as exit_:
         run_main(main)
-    assert exit_.value.code == 143 and seen == [True, signal.SIG_IGN]
+    assert exit_.value.code == 143
+    assert seen == [True, signal.SIG_DFL, ([(os.getpid(), signal.SIGTERM)], signal.SIG_DFL)]
     assert capsys.readouterr().err.endswith("up to step 3/5; rerun with --resume\n")
 
 

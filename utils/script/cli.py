@@ -5,8 +5,9 @@ clear line.
 - CUDA out of memory: one line with what to lower, exit 1.
 - Ctrl-C and SIGTERM (what SLURM and Kubernetes send at a time limit or a preemption, before SIGKILL): one
   line saying where the run stopped, what is kept and how to continue; exit 130 / 143 (128 + the signal).
-  The first signal puts the default handlers back, so a second one stops the process at once even during
-  clean-up. While a training step is in progress (`defer_sigterm(True)`) SIGTERM only sets a flag
+  After the first signal a second one stops the process at once, even during clean-up; only copies of a
+  SIGTERM that come within 2 s are ignored (srun and torchrun pass the scheduler's signal on to processes
+  that got it already). While a training step is in progress (`defer_sigterm(True)`) SIGTERM only sets a flag
   (`sigterm_pending()`): the loop finishes the step, saves and stops (utils.training.run).
 - A DataLoader worker killed by a signal (the out-of-memory killer's SIGKILL, say): one line with the likely
   cause and the remedy, exit 1.
@@ -17,6 +18,7 @@ import os
 import re
 import signal
 import sys
+import time
 
 import torch
 
@@ -24,7 +26,8 @@ from utils.script.errors import UserError
 from utils.script.log import log_to_files
 from utils.script.options import offers
 
-_state = {"describe": None, "kept": None, "defer": False, "pending": None}
+_state = {"describe": None, "kept": None, "defer": False, "pending": None, "first": None}
+_COPIES_WITHIN = 2.0  # seconds after a SIGTERM in which another one is a copy of it
 _WORKER_DIED = re.compile(r"DataLoader worker \(pid\(?s?\)? ([\d, ]+)\) (?:is killed by signal: ([^.]+)\.|exited)")
 _SIGNAL_BY_TEXT = {signal.strsignal(s): s for s in signal.Signals if signal.strsignal(s)}
 
@@ -52,19 +55,16 @@ def sigterm_pending():
     return _state["pending"] is not None
 
 
-def _under_torchrun():
-    return "TORCHELASTIC_RUN_ID" in os.environ
-
-
-def _second_signal_stops():
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    # torchrun passes the scheduler's SIGTERM on to its workers, which got it already: a rank ignores the copy
-    # instead of dying before it has saved (torchrun kills it after its own timeout anyway)
-    signal.signal(signal.SIGTERM, signal.SIG_IGN if _under_torchrun() else signal.SIG_DFL)
-
-
 def _on_signal(signum, frame):
-    _second_signal_stops()
+    first = _state["first"]
+    if first is not None:  # a second signal: the process ends now (it had started to stop)
+        if signum == signal.SIGTERM and time.monotonic() - first < _COPIES_WITHIN:
+            return  # a copy of the first, passed on by srun or torchrun: the save goes on
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+        return
+    _state["first"] = time.monotonic()
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # a second Ctrl-C stops even inside a long native call
     if signum == signal.SIGTERM and _state["defer"]:
         _state["pending"] = signum
         return
@@ -86,7 +86,7 @@ def _interrupted(signum):
 
 
 def run_main(main):
-    _state.update(describe=None, kept=None, defer=False, pending=None)
+    _state.update(describe=None, kept=None, defer=False, pending=None, first=None)
     previous = {signum: signal.signal(signum, _on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         main()
@@ -106,7 +106,7 @@ def run_main(main):
         if died is None or os.environ.get("COREECHO_TRACEBACK"):
             raise
         if died[1] == "SIGTERM":  # the job is being stopped: its own SIGTERM is on the way
-            _second_signal_stops()
+            _state["first"] = _state["first"] or time.monotonic()
             _interrupted(signal.SIGTERM)
         kept = _state["kept"]
         _fail(f"error: {worker_death_hint(*died)}" + (f"; {kept()}" if kept else ""), 1)

@@ -251,7 +251,7 @@ class Run:
         that file, and the final report scores best.pth of this folder."""
         source = os.path.join(os.path.dirname(os.path.abspath(path)), "best.pth")
         target = os.path.abspath(self.path("best.pth"))
-        if source == target:
+        if source == target or self.best_epoch < 0:  # stopped before its first validation: no best.pth yet
             return
         if not os.path.isfile(source):
             raise MissingInputError(f"--resume {path}: its run's best.pth ({source}) is missing; the final report "
