@@ -98,20 +98,38 @@ class EchoVideoInfo:
 
 # ---------------------------------------------------------------- finding the input files
 
-def _looks_like_video(path: Path) -> bool:
-    """Folder/glob rule: a video or DICOM extension, or any other file with the DICM marker."""
-    if path.name.startswith(".") or path.name.upper() == "DICOMDIR":  # hidden files, DICOM indexes
+def _is_video_file(folder: str, name: str) -> bool:
+    """Folder/glob rule: a video or DICOM extension, or any other file with the DICM marker. On strings: Path
+    objects would cost seconds in a listing of 100,000 files."""
+    if name.startswith(".") or name.upper() == "DICOMDIR":  # hidden files, DICOM indexes
         return False
-    suffix = path.suffix.lower()
-    return suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(path)
+    suffix = os.path.splitext(name)[1].lower()
+    return suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(os.path.join(folder, name))
+
+
+def _looks_like_video(path: Path) -> bool:
+    return _is_video_file(os.fspath(path.parent), path.name)
 
 
 def _videos_in_folder(folder: Path) -> list[Path]:
     found = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")]
-        found += [Path(root, name) for name in files if _looks_like_video(Path(root, name))]
+        base = Path(root)  # parsed once per folder, not once per file
+        found += [base / name for name in files if _is_video_file(root, name)]
     return found
+
+
+def _resolver():
+    """path -> os.path.realpath(path), resolving each folder once (a file that is no link needs no more)."""
+    folders: dict[str, str] = {}
+
+    def resolve(path: Path) -> str:
+        folder = os.path.dirname(os.path.abspath(path))
+        if folder not in folders:
+            folders[folder] = os.path.realpath(folder)
+        return os.path.realpath(path) if os.path.islink(path) else os.path.join(folders[folder], path.name)
+    return resolve
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
@@ -123,7 +141,8 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
     and DICOMDIR are skipped). A missing path, a glob without matches or a folder/glob without
     videos is a one-line error naming it.
     """
-    chosen: dict[Path, Path] = {}  # resolved -> as given
+    chosen: dict[str, Path] = {}  # resolved -> as given
+    resolve = _resolver()
     for item in inputs:
         text = os.fspath(item)
         path = Path(text)
@@ -145,7 +164,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         else:
             raise MissingInputError(f"input {text} does not exist")
         for video in found:
-            chosen.setdefault(video.resolve(), video)
+            chosen.setdefault(resolve(video), video)
     return sorted(chosen.values(), key=str)
 
 
