@@ -92,7 +92,7 @@ def test_batched_cuda_predictions_match_cpu(data):
     torch.manual_seed(0)
     model = get_feature_extractor("uniformer_tiny").eval()
     regressor = get_shallow_mlp_head(model.head.in_features).eval()
-    dataset = EchoNetTest(str(data), 8, 2, None, split="all", n_clips=3, seed=0)
+    dataset = EchoNetTest(str(data), split="all", frames=8, frequency=2, n_clips=3, seed=0)
     on_cpu = predict(model, regressor, dataset, init_distributed("cpu"), batch_size=1)
     model, regressor = model.to(CUDA), regressor.to(CUDA)
     one_video = predict(model, regressor, dataset, init_distributed("cuda"), batch_size=1)
