@@ -48,7 +48,7 @@ from utils.engine.distributed import init_distributed
 from utils.engine.rank_sync import RankSync
 from utils.evaluation.inference import infer_videos
 from utils.files.atomic import check_writable_folder
-from utils.files.results_stream import StreamFiles, check_settings, file_stamp, write_settings
+from utils.files.results_stream import StreamFiles, check_settings, file_stamp, read_rows, write_settings
 from utils.script.cli import on_interrupt, run_main
 from utils.script.errors import BadInputError
 from utils.script.log import setup_logger
@@ -188,7 +188,11 @@ def log_settings(log, opt, weights, device, amp, n_videos):
              f"{stride} frames over the whole video; crop {opt.crop}; frame rate "
              f"{f'{opt.target_fps:g} fps' if opt.target_fps else 'kept (no resampling)'}; loops shorter than a clip: "
              f"{opt.short_loops}; skipped under {opt.min_frames} frames or {opt.min_seconds:g} s")
-    found, missing = decodable_syntaxes()
+    try:
+        found, missing = decodable_syntaxes()
+    except ImportError:  # pydicom is imported only for DICOM
+        log.info("pydicom is not installed: DICOM inputs will fail (pip install pydicom)")
+        return
     log.info(f"compressed DICOM decoded here: {', '.join(found) or 'none'}"
              + (f"; not ({', '.join(missing)}: see README)" if missing else ""))
 
@@ -211,9 +215,14 @@ def prepare_outputs(opt, files, videos, order):
                             "with the same options, or without --resume to score every file again")
     write_settings(settings_file, settings)
 
+    def stamp(path):
+        try:
+            return file_stamp(path)
+        except OSError:  # gone since: scored again if listed again
+            return None
+
     def unchanged(rows):
-        stamps = {path: file_stamp(path) if os.path.exists(path) else None for path in rows["file"]}
-        same = [stamps[p] == (int(s or -1), int(t or -1)) for p, s, t in
+        same = [stamp(p) == (int(s or -1), int(t or -1)) for p, s, t in
                 zip(rows["file"], rows["file_size"], rows["file_mtime_ns"])]
         return rows["status"].isin([SCORED, SKIPPED]).to_numpy() & np.array(same, dtype=bool)
 
@@ -291,7 +300,8 @@ def main(argv=None):
     sync.barrier()
     if not dist.is_main:
         return 0
-    table = files.rewrite(order)  # every rank's rows, in input order
+    # every rank's rows, in input order (nothing to merge when everything was done already)
+    table = files.rewrite(order) if todo else read_rows(files.path, CSV_COLUMNS)
     if len(table) != len(videos):
         raise RuntimeError(f"{len(videos) - len(table)} file(s) have no row in {files.path}")
     return summarise(log, table, time.perf_counter() - start, len(todo), files)

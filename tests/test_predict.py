@@ -21,13 +21,11 @@ import torch
 
 import predict
 import test_with_three_clips
-from conftest import REPO_ROOT, SAMPLES
+from conftest import REPO_ROOT, SAMPLES, fill_hub_cache, intersection, write_dicom, write_screen_recording
 from datasets.clips import NORMALISED, clip_grid, cut_clips, default_clip_stride, normalise
 from datasets.echonet import EchoNetAllClips
 from datasets.video import decode_video, frame_count
 from models import get_feature_extractor, get_shallow_mlp_head
-from test_video_input import intersection, write_dicom, write_screen_recording
-from conftest import fill_hub_cache
 from utils.files.checkpoint import save_best
 from utils.script.errors import BadInputError, MissingInputError
 from utils.evaluation.metrics import regression_metrics

@@ -13,6 +13,7 @@ import csv
 import io
 import os
 import random
+import shlex
 import shutil
 import signal
 import subprocess
@@ -26,12 +27,11 @@ import pytest
 import torch
 
 import predict
-from conftest import REPO_ROOT, free_port
+from conftest import REPO_ROOT, free_port, write_dicom
 from datasets.clips import clip_grid
 from datasets.short_loops import short_loop_plan
 from datasets.sources.archive_clips import ArchiveClips, LoopRules
 from test_predict import write_tiny_checkpoint
-from test_video_input import write_dicom
 from utils.files.results_stream import RowStream, read_rows
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError
@@ -329,3 +329,17 @@ def test_default_rules_skip_short_loops_and_repeat_the_vendor_cine(tmp_path):
     padded = ArchiveClips(paths[:1], 8, 8, crop="none", rules=LoopRules("pad"))[0]
     assert "zero-padded at the end to 64 frames" in padded["notes"][-1]
     assert not torch.equal(padded["image"], vendor["image"])  # black frames vs the loop again
+
+
+def test_readme_archive_commands_parse():
+    """The README's 'Score an archive' commands that spell their arguments out go through predict's parser."""
+    text = (REPO_ROOT / "README.md").read_text()
+    block = text.split("## Score an archive", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
+    commands = [line for line in block.replace("\\\n", " ").splitlines()
+                if "predict.py" in line and "same arguments" not in line]
+    assert len(commands) == 2 and commands[1].startswith("torchrun --nproc_per_node 8 predict.py")
+    for command in commands:
+        words = shlex.split(command)
+        opt = predict.parse_option(words[words.index("predict.py") + 1:])
+        assert (opt.output, opt.amp, opt.model, opt.inputs) == ("results/ef.csv", "bf16", "uniformer_small",
+                                                               ["/data/echo_export"])
