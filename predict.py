@@ -44,7 +44,7 @@ from datasets.sources.study_objects import IDENTITY_COLUMNS, decodable_syntaxes
 from datasets.sources.video_files import keep_item
 from models import build_model
 from utils.engine.amp import amp_dtype
-from utils.engine.distributed import init_distributed
+from utils.engine.distributed import cleanup, init_distributed
 from utils.engine.rank_sync import RankSync
 from utils.evaluation.inference import infer_videos
 from utils.files.atomic import check_writable_folder
@@ -238,10 +238,11 @@ def rank_logger(files, dist):
     return log
 
 
-def score_part(opt, scorer, dist, paths, files, log, counts):
-    """Score `paths` (this rank's part), appending each file's clip rows then its row to this rank's streams."""
+def score_part(opt, scorer, dist, paths, files, log, common):
+    """Score `paths` (this rank's part), appending each file's clip rows then its row to this rank's streams;
+    --plot figures are named by the path below `common`, the folder of every input."""
     model, regressor, amp = scorer
-    common = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in paths]) if paths else ""
+    counts = Counter()
     rows, clip_rows = files.open(dist.rank)
     dataset = video_clips(opt, paths, preview=PREVIEW_FRAMES if opt.plot else 0)
     with rows, clip_rows:
@@ -255,7 +256,6 @@ def score_part(opt, scorer, dist, paths, files, log, counts):
             rows.write(row)  # last: a file counts as done once its clip rows are written
             if opt.plot and row["status"] == SCORED:
                 from utils.pictures.plots import save_figure, video_ef_figure  # matplotlib: only with --plot
-                # named by the path below the inputs' common folder, so names never collide
                 name = os.path.relpath(os.path.abspath(item["path"]), common).replace(os.sep, "__") + ".png"
                 save_figure(video_ef_figure(starts, clip_ef, item["preview"].numpy(), item["preview_indexes"].numpy(),
                                             title=os.path.basename(item["path"])), os.path.join(opt.plot, name))
@@ -291,17 +291,22 @@ def main(argv=None):
     if kept:
         log.info(f"--resume: {kept} file(s) already done, {len(todo)} left")
     mine = [videos[i] for i in todo[dist.rank::dist.world_size]]  # interleaved: every rank gets long and short
-    counts = Counter()
-    on_interrupt(lambda: f"interrupted: {kept + sum(counts.values())} of {len(videos)} files done"
-                         + (f" ({sum(counts.values())} of this process's {len(mine)})" if dist.enabled else "")
-                         + f", kept in {files.path}; rerun the same command with --resume to score the rest")
+    kept_in = files.path + (" and the .rank<r>.csv files beside it" if dist.enabled else "")
+    on_interrupt(lambda: f"interrupted: {files.rows_written()} of {len(videos)} files done, kept in {kept_in}; "
+                         "rerun the same command with --resume to score the rest",
+                 kept=lambda: f"{files.rows_written()} of {len(videos)} files done, kept in {kept_in}: rerun with "
+                              "--resume to score the rest")
+    # --plot names a figure by its path below the inputs' common folder, so names never collide
+    common = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in videos]) if videos else ""
     start = time.perf_counter()
-    score_part(opt, (model, regressor, amp), dist, mine, files, log, counts)
+    score_part(opt, (model, regressor, amp), dist, mine, files, log, common)
     sync.barrier()
     if not dist.is_main:
+        cleanup()
         return 0
     # every rank's rows, in input order (nothing to merge when everything was done already)
     table = files.rewrite(order) if todo else read_rows(files.path, CSV_COLUMNS)
+    cleanup()
     if len(table) != len(videos):
         raise RuntimeError(f"{len(videos) - len(table)} file(s) have no row in {files.path}")
     return summarise(log, table, time.perf_counter() - start, len(todo), files)

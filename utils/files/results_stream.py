@@ -164,6 +164,15 @@ class StreamFiles:
         ranks = sorted(int(m.group(1)) for m in map(pattern.match, os.listdir(folder or ".")) if m)
         return [self.paths(rank) for rank in ranks if rank > 0]
 
+    def rows_written(self) -> int:
+        """Complete rows in every process's stream so far (what an interrupted run keeps)."""
+        total = 0
+        for path, _ in [self.paths(0), *self.rank_files()]:
+            if os.path.exists(path):
+                with open(path, "rb") as f:
+                    total += max(0, sum(chunk.count(b"\n") for chunk in iter(lambda: f.read(_TAIL_CHUNK), b"")) - 1)
+        return total
+
     def remove_all(self) -> None:
         """Start over: no stream of an earlier run is left."""
         for pair in [self.paths(0), *self.rank_files()]:
