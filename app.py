@@ -174,8 +174,10 @@ def cam_file(scorer, video, chosen, folder):
     return path, ef
 
 
-def clip_choices(video):
-    return [(f"frame {s}: EF {e:.1f} %", k) for k, (s, e) in enumerate(zip(video["starts"], video["clip_ef"]))]
+def scored_video(state, k):
+    """Video k of the last job if it was scored, else None (a choice made before that job ended)."""
+    videos = state["videos"] if state else []
+    return videos[k] if k is not None and 0 <= k < len(videos) and videos[k]["status"] == SCORED else None
 
 
 # ---------------------------------------------------------------- scoring
@@ -318,19 +320,19 @@ class Page:
         self.memory = gr.State()  # the last job's videos (clips, EFs), for the pictures
 
     def _wire(self):
+        # every event may set everything (a handler's dict names what it changes; an error clears it all)
         everything = [self.summary, self.csv_file, self.memory, self.video_pick, self.clip_pick, self.frame,
                       self.curve, self.cam_video, self.cam_gif]
-        pictures = [self.clip_pick, self.frame, self.curve, self.cam_video, self.cam_gif]
 
         # Gradio gives a handler a progress bar or the click by the defaults and types of its parameters
         def score(files, crop, progress=gr.Progress()):
             return self.on_score(files, crop, progress)
 
         def pick_video(state, k, progress=gr.Progress()):
-            return self.views(state, k, progress=progress) if state and k is not None else {}
+            return self.views(state, k, progress=progress)
 
         def pick_clip(state, k, chosen, progress=gr.Progress()):
-            return self.views(state, k, chosen, progress) if state and k is not None and chosen is not None else {}
+            return self.views(state, k, chosen, progress)
 
         def click_curve(state, k, evt: gr.SelectData):
             return self.on_curve_click(state, k, evt.index[0])
@@ -338,25 +340,29 @@ class Page:
         self.score_button.click(self.guarded(score), [self.files, self.crop], everything, concurrency_id="model")
         self.example_button.click(lambda: [self.example], None, self.files, queue=False).then(
             self.guarded(score), [self.files, self.crop], everything, concurrency_id="model")
-        self.video_pick.input(self.guarded(pick_video), [self.memory, self.video_pick], pictures,
+        # .select: once per choice made by the user (.input fires again when the list loses focus)
+        self.video_pick.select(self.guarded(pick_video), [self.memory, self.video_pick], everything,
+                               concurrency_id="model")
+        self.clip_pick.select(self.guarded(pick_clip), [self.memory, self.video_pick, self.clip_pick], everything,
                               concurrency_id="model")
-        self.clip_pick.input(self.guarded(pick_clip), [self.memory, self.video_pick, self.clip_pick], pictures,
-                             concurrency_id="model")
-        self.curve.select(self.guarded(click_curve), [self.memory, self.video_pick], pictures, concurrency_id="model")
+        self.curve.select(self.guarded(click_curve), [self.memory, self.video_pick], everything,
+                          concurrency_id="model")
 
-    def views(self, state, k, chosen=None, progress=None):
+    def views(self, state, k, chosen=None, progress=lambda *args, **kwargs: None):
         """The pictures of video k: first frame and crop, EF curve, Grad-CAM of clip `chosen` (default: the clip
         nearest the video's EF)."""
-        video = state["videos"][k]
+        video = scored_video(state, k)
+        if video is None:
+            return {}
         ef = video["clip_ef"]
         chosen = int(np.argmin(np.abs(ef - ef.mean()))) if chosen is None else int(chosen)
         curve, video["x_pixels"] = curve_picture(video, chosen)
-        if progress is not None:
-            progress(0.5, desc="Grad-CAM")
+        progress(0.5, desc="Grad-CAM")
         cam, cam_ef = cam_file(self.scorer, video, chosen, state["folder"])
         crop = f"crop {video['crop']} ({state['crop']})" if video["crop"] else "112x112: used as it is"
         webm = cam.endswith(".webm")
-        return {self.clip_pick: gr.update(choices=clip_choices(video), value=chosen),
+        clips = [(f"frame {start}: EF {e:.1f} %", i) for i, (start, e) in enumerate(zip(video["starts"], ef))]
+        return {self.clip_pick: gr.update(choices=clips, value=chosen),
                 self.frame: gr.update(value=first_frame_with_crop(video["path"], video["crop"]),
                                       label=f"{video['name']}: first frame, {crop}"),
                 self.curve: curve,
@@ -410,13 +416,8 @@ class Page:
 
     def on_curve_click(self, state, k, x):
         """The Grad-CAM of the clip nearest to the x pixel clicked on the curve."""
-        if not state or k is None:
-            return {}
-        return self.views(state, k, int(np.argmin(np.abs(state["videos"][k]["x_pixels"] - x))))
-
-
-def stop(signum, frame):
-    raise KeyboardInterrupt  # SIGTERM stops the server as Ctrl-C does, so the temporary folder is removed
+        video = scored_video(state, k)
+        return {} if video is None else self.views(state, k, int(np.argmin(np.abs(video["x_pixels"] - x))))
 
 
 def main(argv=None):
@@ -435,7 +436,7 @@ def main(argv=None):
                   "the results (no login)", file=sys.stderr, flush=True)
         print(f"Model {opt.pretrained_weights} ({opt.model}, clips of {opt.frames} frames every {opt.frequency}), "
               f"device {scorer.device}, AMP {scorer.amp or 'off'}", flush=True)
-        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the folder is removed
         page.queue(default_concurrency_limit=1).launch(
             server_name=args.host, server_port=args.port, share=False, max_file_size=f"{args.max_upload_mb}mb",
             allowed_paths=[root], ssr_mode=False, run_history=False, mcp_server=False, footer_links=[], css=CSS,

@@ -224,7 +224,7 @@ def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, 
 
 
 @needs_browser
-def test_clicking_the_curve_shows_that_clips_grad_cam(browser, scored):
+def test_clicking_the_curve_or_picking_a_video_shows_its_pictures(browser, scored):
     before = cam_label(browser)
     curve = browser.find_element(By.CSS_SELECTOR, "#curve img")
     # the far left of the figure is nearest to the first clip (frame 0); the default clip (nearest the mean) is not
@@ -233,6 +233,13 @@ def test_clicking_the_curve_shows_that_clips_grad_cam(browser, scored):
         .perform()
     wait(browser, lambda: "clip at frame 0 " in cam_label(browser), "the Grad-CAM of clip 0")
     wait(browser, lambda: loaded(browser, "#cam-video video"), "the new Grad-CAM video")
+    browser.find_element(By.CSS_SELECTOR, "#video-pick input").click()  # another video's pictures
+    option, = [o for o in wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "ul[role=listbox] li"),
+                               "the list of videos") if o.text == "patient.dcm"]
+    option.click()
+    wait(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#crop-image label").text ==
+         "patient.dcm: first frame, 112x112: used as it is", "the DICOM's first frame")
+    wait(browser, lambda: loaded(browser, "#curve img") and loaded(browser, "#cam-video video"), "its pictures")
 
 
 @needs_browser
