@@ -1,4 +1,4 @@
-"""Validation under torchrun: 2 gloo processes score every video exactly once and give the same
+"""utils/evaluation/inference.py under torchrun (the validation of a run): 2 gloo processes score every video exactly once and give the same
 metrics as one process. Run as a script, this file is the worker of that 2-process run."""
 import json
 import os
@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 import torch
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # the worker runs as a plain script
-    sys.path.insert(0, str(REPO_ROOT))
+TESTS = Path(__file__).resolve().parents[2]
+if str(TESTS) not in sys.path:  # the worker runs as a plain script: conftest (it puts the repo on sys.path)
+    sys.path.insert(0, str(TESTS))
 
-from conftest import free_port  # noqa: E402
+from conftest import REPO_ROOT, free_port  # noqa: E402
 from datasets import EchoNetFixedClips  # noqa: E402
 from datasets.synthetic.echonet import make_synthetic_echonet  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
