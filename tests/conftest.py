@@ -365,3 +365,19 @@ def published(request, tmp_path_factory):
     root = make_synthetic_hmcqu(tmp_path_factory.mktemp(f"published_{request.param}"), n=9, seed=7, n_frames=8,
                                 sheet_format=request.param)
     return root, request.param
+
+
+def write_tiny_checkpoint(path):
+    """A seeded random uniformer_tiny checkpoint whose EFs differ by several points between clips."""
+    import torch
+
+    from models import get_feature_extractor, get_shallow_mlp_head
+    from utils.files.checkpoint import save_best
+
+    torch.manual_seed(0)
+    model = get_feature_extractor("uniformer_tiny")
+    regressor = get_shallow_mlp_head(model.head.in_features)
+    with torch.no_grad():
+        regressor[-1].weight.mul_(100)  # random weights give nearly constant EFs; spread them out
+    save_best(path, model, regressor, 3, 1.0)
+    return path

@@ -27,11 +27,10 @@ import pytest
 import torch
 
 import predict
-from conftest import REPO_ROOT, free_port, write_dicom
+from conftest import REPO_ROOT, free_port, write_dicom, write_tiny_checkpoint
 from datasets.clips import clip_grid
 from datasets.short_loops import short_loop_plan
 from datasets.sources.archive_clips import ArchiveClips, LoopRules
-from test_predict import write_tiny_checkpoint
 from utils.files.results_stream import RowStream, read_rows
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError

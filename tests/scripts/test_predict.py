@@ -21,12 +21,11 @@ import torch
 
 import predict
 import test_with_three_clips
-from conftest import REPO_ROOT, SAMPLES, fill_hub_cache, intersection, write_dicom, write_screen_recording
+from conftest import (REPO_ROOT, SAMPLES, fill_hub_cache, intersection, write_dicom, write_screen_recording,
+                      write_tiny_checkpoint)
 from datasets.clips import NORMALISED, clip_grid, cut_clips, default_clip_stride, normalise
 from datasets.echonet import EchoNetAllClips
 from datasets.video import decode_video, frame_count
-from models import get_feature_extractor, get_shallow_mlp_head
-from utils.files.checkpoint import save_best
 from utils.script.errors import BadInputError, MissingInputError
 from utils.evaluation.metrics import regression_metrics
 
@@ -40,17 +39,6 @@ READERS = ["--short_loops", "pad", "--min_frames", "2", "--min_seconds", "0"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def write_tiny_checkpoint(path):
-    """A seeded random uniformer_tiny checkpoint whose EFs differ by several points between clips."""
-    torch.manual_seed(0)
-    model = get_feature_extractor("uniformer_tiny")
-    regressor = get_shallow_mlp_head(model.head.in_features)
-    with torch.no_grad():
-        regressor[-1].weight.mul_(100)  # random weights give nearly constant EFs; spread them out
-    save_best(path, model, regressor, 3, 1.0)
-    return path
 
 
 @pytest.fixture(scope="module")
