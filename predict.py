@@ -46,7 +46,7 @@ from models import build_model
 from utils.engine.amp import amp_dtype
 from utils.engine.distributed import cleanup, init_distributed
 from utils.engine.rank_sync import RankSync
-from utils.evaluation.inference import infer_videos
+from utils.evaluation.inference import InferenceSettings, infer_videos
 from utils.files.atomic import check_writable_folder
 from utils.files.results_stream import StreamFiles, check_settings, file_stamp, read_rows, write_settings
 from utils.script.cli import on_interrupt, run_main
@@ -135,8 +135,8 @@ def score_videos(opt, model, regressor, dataset, device, amp):
     # one video per item; results do not depend on the number of workers (nothing random, order kept)
     loader = DataLoader(dataset, batch_size=None, num_workers=workers, collate_fn=keep_item,
                         pin_memory=device.type == "cuda")
-    for item, _, clip_ef in infer_videos(model, loader, device, regressor, amp, opt.channels_last,
-                                         max_clips=opt.batch_size):
+    settings = InferenceSettings(amp, opt.channels_last, max_clips=opt.batch_size)
+    for item, _, clip_ef in infer_videos(model, loader, device, settings, regressor):
         yield item, clip_ef.astype(np.float64)
 
 

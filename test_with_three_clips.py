@@ -29,7 +29,7 @@ from models import build_model
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import cleanup, init_distributed
 from utils.files.embeddings_file import save_embeddings
-from utils.evaluation.inference import predict, predict_variable_clips
+from utils.evaluation.inference import InferenceSettings, predict, predict_variable_clips
 from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import format_metrics, regression_metrics
@@ -100,14 +100,14 @@ def score(opt, model, regressor, dataset, all_clips, dist, amp):
                 done["videos"] += 1
         return counted
 
-    options = dict(batch_size=opt.batch_size, num_workers=opt.num_workers, amp=amp, channels_last=opt.channels_last)
+    settings = InferenceSettings(amp, opt.channels_last, max_videos=opt.batch_size, num_workers=opt.num_workers)
     start = time.perf_counter()
-    result = predict(model, regressor, dataset, dist, progress=progress("the test", "test"), **options)
+    result = predict(model, regressor, dataset, dist, settings, progress=progress("the test", "test"))
     seconds, result_all, seconds_all = time.perf_counter() - start, None, None
     if all_clips is not None:
         start = time.perf_counter()
-        result_all = predict_variable_clips(model, regressor, all_clips, dist,
-                                            progress=progress("the all-clips pass", "all clips"), **options)
+        result_all = predict_variable_clips(model, regressor, all_clips, dist, settings,
+                                            progress=progress("the all-clips pass", "all clips"))
         seconds_all = time.perf_counter() - start
         if result_all["names"] != result["names"]:
             raise RuntimeError("the all-clips pass scored other videos than the three-clip pass")

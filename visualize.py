@@ -51,7 +51,7 @@ from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import init_distributed
 from utils.files.embeddings_file import load_embeddings, save_embeddings
 from utils.script.errors import BadInputError, UserError
-from utils.evaluation.inference import predict, predict_variable_clips
+from utils.evaluation.inference import InferenceSettings, predict, predict_variable_clips
 from utils.files.atomic import atomic_open, atomic_write_json, check_writable_folder
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import regression_metrics
@@ -253,8 +253,8 @@ def embed_checkpoint(opt, job, path, label):
                         f"embedding with {opt.frames} every {opt.frequency}")
     start = time.perf_counter()
     score = predict if opt.clips == "three" else predict_variable_clips
-    result = score(job.model, job.regressor, job.dataset, job.dist, batch_size=opt.batch_size,
-                   num_workers=opt.num_workers, amp=job.amp, channels_last=opt.channels_last)
+    settings = InferenceSettings(job.amp, opt.channels_last, max_videos=opt.batch_size, num_workers=opt.num_workers)
+    result = score(job.model, job.regressor, job.dataset, job.dist, settings)
     meta = embedding_meta(opt, job, path)
     data = {"names": result["names"], "ef": result["labels"], "embeddings": result["embeddings"],
             "predictions": result["predictions"], "meta": meta}

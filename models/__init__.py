@@ -8,6 +8,7 @@ from .uniformer import UniFormer, uniformer_base, uniformer_small, uniformer_tin
 
 __all__ = [
     'UniFormer', 'uniformer_small', 'uniformer_base', 'uniformer_tiny',
-    'get_feature_extractor', 'get_shallow_mlp_head', 'build_model', 'read_weights', 'load_weights', 'Weights', 'KIND_NAMES',
+    'get_feature_extractor', 'get_shallow_mlp_head', 'build_model', 'read_weights', 'load_weights', 'Weights',
+    'KIND_NAMES',
     'load_pretrained', 'fitting_model_name', 'load_state_dict_file', 'MEAN_EF',
 ]

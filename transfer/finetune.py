@@ -15,7 +15,7 @@ from models import get_shallow_mlp_head
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
 from utils.engine.distributed import barrier, wrap_ddp
 from utils.evaluation.folds import patient_folds
-from utils.evaluation.inference import predict_variable_clips
+from utils.evaluation.inference import InferenceSettings, predict_variable_clips
 from utils.evaluation.metrics import scores
 from utils.files.atomic import atomic_write_json
 from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, unwrap
@@ -41,8 +41,8 @@ def evaluate_videos(model, head, dataset, task, run, opt):
     """(metrics, result, seconds) of encoder + head on `dataset`, every video scored once across ranks."""
     start_time = time.perf_counter()
     scorer = unwrap(head) if task == "regression" else ClassProbability(unwrap(head))
-    result = predict_variable_clips(model, scorer, dataset, run.dist, batch_size=opt.batch_size,
-                                    num_workers=opt.num_workers, amp=run.amp, channels_last=opt.channels_last)
+    settings = InferenceSettings(run.amp, opt.channels_last, max_videos=opt.batch_size, num_workers=opt.num_workers)
+    result = predict_variable_clips(model, scorer, dataset, run.dist, settings)
     metrics = scores(task, result["predictions"], result["labels"])
     metrics["error"] = metrics["mae"] if task == "regression" else metrics["log_loss"]
     if task == "classification":

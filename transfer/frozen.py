@@ -14,7 +14,7 @@ from datasets.transfer import VideoClips, digest, file_identity
 from models import get_shallow_mlp_head
 from utils.engine.loaders import batches
 from utils.engine.seed import set_seed
-from utils.evaluation.inference import infer_videos
+from utils.evaluation.inference import InferenceSettings, infer_videos
 from utils.files.atomic import atomic_open, atomic_write_json
 from utils.script.cli import on_interrupt
 from utils.script.errors import BadInputError
@@ -44,9 +44,8 @@ def embed_videos(exp, checkpoint):
                             batch_size=None, num_workers=opt.num_workers, collate_fn=keep_item)
         start_time = time.perf_counter()
         # GPU: the clips of several videos per forward (--batch_size clips); CPU: one video at a time
-        for done, (item, embeddings, _) in enumerate(infer_videos(model, batches(loader), device, amp=exp.amp,
-                                                                  channels_last=opt.channels_last,
-                                                                  max_clips=opt.batch_size), start=1):
+        settings = InferenceSettings(exp.amp, opt.channels_last, max_clips=opt.batch_size)
+        for done, (item, embeddings, _) in enumerate(infer_videos(model, batches(loader), device, settings), start=1):
             with atomic_open(paths[missing[item["index"]]], "wb", fsync=False) as f:  # a lost entry is redone
                 np.save(f, embeddings)
             if done % 50 == 0 or done == len(missing):

@@ -19,7 +19,7 @@ from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.files.checkpoint import load_checkpoint
 from utils.engine.distributed import init_distributed
-from utils.evaluation.inference import predict
+from utils.evaluation.inference import InferenceSettings, predict
 from utils.engine.amp import autocast, grad_scaler
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -93,10 +93,10 @@ def test_batched_cuda_predictions_match_cpu(data):
     model = get_feature_extractor("uniformer_tiny").eval()
     regressor = get_shallow_mlp_head(model.head.in_features).eval()
     dataset = EchoNetTest(str(data), split="all", frames=8, frequency=2, n_clips=3, seed=0)
-    on_cpu = predict(model, regressor, dataset, init_distributed("cpu"), batch_size=1)
+    on_cpu = predict(model, regressor, dataset, init_distributed("cpu"), InferenceSettings(max_videos=1))
     model, regressor = model.to(CUDA), regressor.to(CUDA)
-    one_video = predict(model, regressor, dataset, init_distributed("cuda"), batch_size=1)
-    batched = predict(model, regressor, dataset, init_distributed("cuda"), batch_size=5)
+    one_video = predict(model, regressor, dataset, init_distributed("cuda"), InferenceSettings(max_videos=1))
+    batched = predict(model, regressor, dataset, init_distributed("cuda"), InferenceSettings(max_videos=5))
     assert batched["names"] == on_cpu["names"] and batched["clip_predictions"].shape == (len(dataset), 3)
     # cuDNN may use TF32 and other algorithms than the CPU: equal up to float noise, in EF points
     np.testing.assert_allclose(batched["clip_predictions"], one_video["clip_predictions"], atol=0.05)

@@ -24,7 +24,7 @@ from utils.files.checkpoint import load_checkpoint, save_best
 from utils.script.cli import run_main
 from utils.engine.distributed import init_distributed
 from utils.script.errors import BadInputError, MissingInputError
-from utils.evaluation.inference import predict
+from utils.evaluation.inference import InferenceSettings, predict
 from utils.evaluation.projection import project
 from utils.pictures.plots import embedding_map, embedding_maps, prediction_figure
 from utils.engine.loaders import batches, make_loader
@@ -291,7 +291,7 @@ def test_batched_test_equals_one_clip_at_a_time(echonet):
     model = get_feature_extractor("uniformer_tiny").eval()
     regressor = get_shallow_mlp_head(model.head.in_features).eval()
     dataset = EchoNetFixedClips(echonet, "all", 8, 2, n_clips=3, seed=1)
-    batched = predict(model, regressor, dataset, init_distributed("cpu"), batch_size=5)
+    batched = predict(model, regressor, dataset, init_distributed("cpu"), InferenceSettings(max_videos=5))
     with torch.no_grad():
         one_by_one = np.array([[regressor(model(dataset[i]["image"][k:k + 1])[1]).item() for k in range(3)]
                                for i in range(len(dataset))])

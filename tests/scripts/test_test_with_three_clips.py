@@ -29,7 +29,8 @@ def layout(value, sizes):
         assert len(set(kinds)) == 1, f"list items of several layouts: {set(kinds)}"
         return {"type": "list", "length": dim(len(value)), "items": layout(value[0], sizes)}
     if isinstance(value, torch.Tensor):
-        return {"type": "Tensor", "dtype": str(value.dtype).replace("torch.", ""), "shape": [dim(n) for n in value.shape]}
+        dtype = str(value.dtype).replace("torch.", "")
+        return {"type": "Tensor", "dtype": dtype, "shape": [dim(n) for n in value.shape]}
     if isinstance(value, np.ndarray):
         return {"type": "ndarray", "dtype": str(value.dtype), "shape": list(value.shape)}
     return {"type": type(value).__name__}

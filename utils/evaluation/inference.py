@@ -3,6 +3,9 @@ clip at a time on a CPU, and (under torchrun) every video of a dataset scored ex
 
 `infer_videos` is the one loop that every script scoring videos uses (predict.py, transfer_learning.py,
 visualize.py, the test script and the training stages' validation through `predict`)."""
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -12,6 +15,18 @@ from utils.engine.distributed import gather_objects
 from utils.engine.loaders import batches, worker_init
 from utils.evaluation.metrics import regression_metrics
 from utils.files.checkpoint import unwrap
+
+
+@dataclass(frozen=True)
+class InferenceSettings:
+    """How clips go through the model. On a GPU a forward takes the clips of several videos: a group closes at
+    `max_videos` videos or `max_clips` clips (which is then also the largest forward); a CPU takes one video at a
+    time, one clip per forward (a 3D network runs fastest so there: cache-bound)."""
+    amp: Optional[torch.dtype] = None  # autocast dtype; None: fp32
+    channels_last: bool = False
+    max_videos: Optional[int] = None
+    max_clips: Optional[int] = None
+    num_workers: int = 0  # data-loader workers of predict / predict_variable_clips
 
 
 @torch.no_grad()
@@ -40,15 +55,15 @@ def _groups(items, device, max_clips=None, max_videos=None):
 
 
 @torch.no_grad()
-def infer_videos(model, items, device, regressor=None, amp=None, channels_last=False, max_clips=None,
-                 max_videos=None):
+def infer_videos(model, items, device, settings=InferenceSettings(), regressor=None):
     """For every video item (a dict whose 'image' holds its clips [n_clips, 3, T, H, W]; n_clips may be 0),
     in order: (item, clip embeddings float32 [n_clips, d], regressor outputs float32 [n_clips] or None).
     The model (and regressor) must be in eval mode on `device`."""
-    for group in _groups(items, device, max_clips, max_videos):
+    for group in _groups(items, device, settings.max_clips, settings.max_videos):
         clips = torch.cat([item["image"] for item in group])
         if len(clips):
-            embeddings = embed_clips(model, clips, device, amp, channels_last, gpu_batch=max_clips)
+            embeddings = embed_clips(model, clips, device, settings.amp, settings.channels_last,
+                                     gpu_batch=settings.max_clips)
             outputs = None if regressor is None else regressor(embeddings).float().view(-1).cpu().numpy()
             embeddings = embeddings.cpu().numpy()
         begin = 0
@@ -61,23 +76,21 @@ def infer_videos(model, items, device, regressor=None, amp=None, channels_last=F
             begin = end
 
 
-def _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress):
+def _score_videos(model, regressor, dataset, dist, settings, progress):
     """Rows (index, name, label, clip predictions [n_clips], clip embeddings [n_clips, d], starts [n_clips])
-    of every video of `dataset`, in dataset order, gathered from all ranks. On a GPU `batch_size` videos
-    (all their clips) go through the model at once."""
+    of every video of `dataset`, in dataset order, gathered from all ranks."""
     model, regressor = unwrap(model).eval(), unwrap(regressor).eval()
     # Ranks take interleaved videos without padding, so nothing is duplicated or dropped.
     my_indices = list(range(dist.rank, len(dataset), dist.world_size))
     # One video per item (any number of clips). Own generator: the workers' base seed is not drawn from the
     # global RNG (see engine.loaders.make_loader).
-    loader = DataLoader(Subset(dataset, my_indices), batch_size=None, shuffle=False, num_workers=num_workers,
+    loader = DataLoader(Subset(dataset, my_indices), batch_size=None, shuffle=False, num_workers=settings.num_workers,
                         pin_memory=dist.device.type == "cuda", generator=torch.Generator().manual_seed(0),
                         worker_init_fn=worker_init)  # a scheduler's SIGTERM: validation ends, then the run saves
     items = batches(loader)
     items = progress(items, total=len(loader)) if progress else items
     rows = []
-    for item, embeddings, clip_predictions in infer_videos(model, items, dist.device, regressor, amp, channels_last,
-                                                          max_videos=batch_size):
+    for item, embeddings, clip_predictions in infer_videos(model, items, dist.device, settings, regressor):
         starts = item["starts"].numpy().reshape(-1) if "starts" in item else np.full(len(embeddings), -1)
         rows.append((my_indices[len(rows)], item["name"], float(torch.as_tensor(item["label"]).reshape(-1)[0]),
                      clip_predictions, embeddings, starts))
@@ -88,16 +101,15 @@ def _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp,
     return rows
 
 
-def predict(model, regressor, dataset, dist, batch_size=8, num_workers=0, amp=None, channels_last=False,
-            progress=None):
+def predict(model, regressor, dataset, dist, settings=InferenceSettings(max_videos=8), progress=None):
     """Score every video of a dataset whose items hold `image` [n_clips, 3, T, H, W], the same n_clips for
-    every video.
+    every video. `progress(iterable, total)` may wrap the videos (a progress bar).
 
     Returns a dict of arrays in dataset order: names, labels [N], clip_predictions [N, n_clips],
     predictions [N] (mean over clips), clip_embeddings [N, n_clips, d], embeddings [N, d] (mean over
     clips), starts [N, n_clips].
     """
-    rows = _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress)
+    rows = _score_videos(model, regressor, dataset, dist, settings, progress)
     _, names, labels, clip_predictions, embeddings, starts = zip(*rows)
     clip_predictions = np.stack(clip_predictions).astype(np.float64)
     clip_embeddings = np.stack(embeddings)
@@ -112,15 +124,15 @@ def predict(model, regressor, dataset, dist, batch_size=8, num_workers=0, amp=No
     }
 
 
-def predict_variable_clips(model, regressor, dataset, dist, batch_size=8, num_workers=0, amp=None,
-                           channels_last=False, progress=None):
+def predict_variable_clips(model, regressor, dataset, dist, settings=InferenceSettings(max_videos=8),
+                           progress=None):
     """predict() for datasets whose videos have different numbers of clips (e.g. datasets.echonet.
     EchoNetAllClips).
 
     Returns, in dataset order: names, labels [N], n_clips [N], clip_predictions and starts (lists of N
     arrays [n_clips_i]), predictions [N] (mean over each video's clips), embeddings [N, d] (mean over clips).
     """
-    rows = _score_videos(model, regressor, dataset, dist, batch_size, num_workers, amp, channels_last, progress)
+    rows = _score_videos(model, regressor, dataset, dist, settings, progress)
     _, names, labels, clip_predictions, embeddings, starts = zip(*rows)
     clip_predictions = [np.asarray(p, dtype=np.float64) for p in clip_predictions]
     return {
@@ -134,7 +146,7 @@ def predict_variable_clips(model, regressor, dataset, dist, batch_size=8, num_wo
     }
 
 
-def evaluate(model, regressor, dataset, dist, **kwargs):
+def evaluate(model, regressor, dataset, dist, settings=InferenceSettings(max_videos=8), progress=None):
     """predict() plus MAE/RMSE/R² of the clip-averaged prediction."""
-    result = predict(model, regressor, dataset, dist, **kwargs)
+    result = predict(model, regressor, dataset, dist, settings, progress)
     return regression_metrics(result["predictions"], result["labels"]), result

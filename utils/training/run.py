@@ -34,7 +34,7 @@ from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, save
 from utils.script.cli import Interrupted, defer_sigterm, on_interrupt, sigterm_pending
 from utils.engine.distributed import barrier, broadcast_buffers, cleanup, gather_objects, init_distributed
 from utils.script.errors import BadInputError, MissingInputError, NonFiniteLossError, OutputError
-from utils.evaluation.inference import evaluate
+from utils.evaluation.inference import InferenceSettings, evaluate
 from utils.files.atomic import atomic_copy, atomic_write_json, check_writable_folder
 from utils.script.log import FILE_ONLY, setup_logger
 from utils.evaluation import projection
@@ -284,9 +284,9 @@ class Run:
     def evaluate(self, model, regressor, dataset, desc):
         """(metrics, result, seconds) of the clip-averaged predictions on `dataset`."""
         start = time.perf_counter()
-        metrics, result = evaluate(model, regressor, dataset, self.dist, batch_size=self.opt.batch_size,
-                                   num_workers=self.opt.num_workers, amp=self.amp,
-                                   channels_last=self.opt.channels_last,
+        settings = InferenceSettings(self.amp, self.opt.channels_last, max_videos=self.opt.batch_size,
+                                     num_workers=self.opt.num_workers)
+        metrics, result = evaluate(model, regressor, dataset, self.dist, settings,
                                    progress=lambda iterable, total: tqdm(iterable, total=total, desc=desc,
                                                                          leave=False, disable=None if self.is_main
                                                                          else True))

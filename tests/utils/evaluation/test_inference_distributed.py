@@ -1,5 +1,5 @@
-"""utils/evaluation/inference.py under torchrun (the validation of a run): 2 gloo processes score every video exactly once and give the same
-metrics as one process. Run as a script, this file is the worker of that 2-process run."""
+"""utils/evaluation/inference.py under torchrun (a run's validation): 2 gloo processes score every video exactly
+once and give the same metrics as one process. Run as a script, this file is the worker of that 2-process run."""
 import json
 import os
 import subprocess
@@ -19,7 +19,7 @@ from datasets import EchoNetFixedClips  # noqa: E402
 from datasets.synthetic.echonet import make_synthetic_echonet  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
 from utils.engine.distributed import cleanup, init_distributed  # noqa: E402
-from utils.evaluation.inference import evaluate  # noqa: E402
+from utils.evaluation.inference import InferenceSettings, evaluate  # noqa: E402
 
 
 def score(data_folder):
@@ -28,7 +28,7 @@ def score(data_folder):
     regressor = get_shallow_mlp_head(model.head.in_features)
     dataset = EchoNetFixedClips(str(data_folder), "all", 8, 2, n_clips=2, seed=5)
     dist = init_distributed("cpu")
-    metrics, result = evaluate(model, regressor, dataset, dist, batch_size=3)
+    metrics, result = evaluate(model, regressor, dataset, dist, InferenceSettings(max_videos=3))
     return dist, metrics, result
 
 
