@@ -199,8 +199,7 @@ def test_worker_error_names_the_video(echonet_copy):
     dataset = EchoNet(echonet_copy, "train", frames=8, frequency=2, seed=0)
     broken = dataset.vnames[0]
     (echonet_copy / "Videos" / broken).write_bytes(b"not a video at all")
-    loader = make_loader(dataset, batch_size=2, num_workers=1, dist=init_distributed("cpu"), shuffle=False,
-                         drop_last=False)
+    loader = make_loader(dataset, batch_size=2, num_workers=1, dist=init_distributed("cpu"), training=False)
     with pytest.raises(BadInputError) as error:
         for _ in batches(loader):
             pass

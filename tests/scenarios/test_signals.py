@@ -129,14 +129,14 @@ class Suicidal(torch.utils.data.Dataset):
 
 def test_real_workers_ignore_sigterm_and_a_killed_one_is_recognised():
     dist = init_distributed("cpu")
-    loader = make_loader(Suicidal(signal.SIGTERM), 1, 1, dist, shuffle=False, drop_last=False)
+    loader = make_loader(Suicidal(signal.SIGTERM), 1, 1, dist, training=False)
     assert [int(b) for b in batches(loader)] == [0, 1, 2, 3]  # SIGTERM is the main process's business
     worker = loader._iterator._workers[0]  # persistent; the loader stops it with SIGTERM: it still obeys that
     worker.terminate()
     worker.join(timeout=10)
     assert worker.exitcode == 0
 
-    loader = make_loader(Suicidal(signal.SIGKILL), 1, 1, dist, shuffle=False, drop_last=False)
+    loader = make_loader(Suicidal(signal.SIGKILL), 1, 1, dist, training=False)
     with pytest.raises(RuntimeError) as error:
         list(batches(loader))
     pid, name = worker_death(error.value)

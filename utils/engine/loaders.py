@@ -41,15 +41,17 @@ class ResumableSampler(DistributedSampler):
         return self.num_samples - self.skip
 
 
-def make_loader(dataset, batch_size, num_workers, dist, shuffle, drop_last, seed=0, prefetch_factor=2):
+def make_loader(dataset, batch_size, num_workers, dist, training=True, seed=0, prefetch_factor=2):
     """A DataLoader whose batches depend only on (seed, epoch): a DistributedSampler even with one process,
     so single-GPU, multi-GPU and resumed runs draw the same shuffles. Call loader.sampler.set_epoch(e);
     `loader.sampler.skip = k * batch_size` starts the epoch at batch k.
 
     The loader gets its own generator: otherwise each new iterator draws its workers' base seed from the
     global RNG, so the dropout masks of the model would depend on --num_workers (persistent workers
-    draw once, a worker-less loader draws every epoch) and on resuming."""
-    sampler = ResumableSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=shuffle,
+    draw once, a worker-less loader draws every epoch) and on resuming. A `training` loader shuffles and drops the
+    last incomplete batch (as released); otherwise the order is kept and nothing is dropped."""
+    drop_last = training
+    sampler = ResumableSampler(dataset, num_replicas=dist.world_size, rank=dist.rank, shuffle=training,
                                seed=seed, drop_last=drop_last)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=num_workers, drop_last=drop_last,

@@ -122,8 +122,8 @@ class Run:
 
     def loader(self, train_set):
         """Shuffled training loader that drops the last incomplete batch (as released)."""
-        loader = make_loader(train_set, self.opt.batch_size, self.opt.num_workers, self.dist, shuffle=True,
-                             drop_last=True, seed=self.opt.trial, prefetch_factor=self.opt.prefetch_factor)
+        loader = make_loader(train_set, self.opt.batch_size, self.opt.num_workers, self.dist, training=True,
+                             seed=self.opt.trial, prefetch_factor=self.opt.prefetch_factor)
         if len(loader) == 0:
             raise BadInputError(f"{self.opt.data_folder}: {len(train_set)} training videos is fewer than "
                                 f"--batch_size {self.opt.batch_size} x {self.dist.world_size} process(es); "
