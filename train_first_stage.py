@@ -29,6 +29,21 @@ def learning_rate(opt, epoch):
     return opt.learning_rate
 
 
+def encoder_and_regressor(opt, run):
+    """The encoder (from --pretrained_weight) and a fresh shallow regressor on the run's device; the encoder's own
+    512->1 head is not trained in stage 1."""
+    model = get_feature_extractor(opt.model, opt.pretrained_weights, depthwise=opt.depthwise)
+    model.head.requires_grad_(False)
+    regressor = get_shallow_mlp_head(model.head.in_features, 1)
+    if opt.sync_bn and run.dist.enabled:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        regressor = torch.nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
+    model, regressor = model.to(run.device), regressor.to(run.device)
+    if opt.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model, regressor
+
+
 def main(argv=None):
     opt = training_parser(stage=1).parse_args(argv)
 
@@ -51,16 +66,7 @@ def main(argv=None):
         run.log.warning("WARNING: no --pretrained_weight: the encoder starts from RANDOM weights. The paper starts "
                         "from Kinetics-400 (uniformer_small_k400_16x8.pth); expect clearly worse results.")
 
-    # model: encoder + shallow regressor; the encoder's own 512->1 head is not trained in stage 1
-    model = get_feature_extractor(opt.model, opt.pretrained_weights, depthwise=opt.depthwise)
-    model.head.requires_grad_(False)
-    regressor = get_shallow_mlp_head(model.head.in_features, 1)
-    if opt.sync_bn and run.dist.enabled:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-        regressor = torch.nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
-    model, regressor = model.to(run.device), regressor.to(run.device)
-    if opt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model, regressor = encoder_and_regressor(opt, run)
     criterion = RnCLoss(temperature=opt.temp, label_diff=opt.label_diff, feature_sim=opt.feature_sim)
     l1_loss = torch.nn.L1Loss()
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=opt.learning_rate,
