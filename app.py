@@ -271,8 +271,9 @@ def job_folder(root):
 
 def example_video(root):
     """One synthetic EchoNet-format video (datasets.synthetic.echonet), made at start-up: the same every time
-    (seeded), and no binary in the repository. Its name carries the EF it was drawn with."""
-    folder = make_synthetic_echonet(Path(root, "example"), n=6, seed=0, min_frames=100, max_frames=120)
+    (seed 1: not demo.sh's seed 0, so the demo model never saw it), and no binary in the repository. Its name
+    carries the EF it was drawn with."""
+    folder = make_synthetic_echonet(Path(root, "example"), n=6, seed=1, min_frames=100, max_frames=120)
     first = pd.read_csv(folder / "FileList.csv").iloc[0]
     path = Path(root, f"synthetic_ef{first['EF']:.0f}.avi")
     os.replace(folder / "Videos" / f"{first['FileName']}.avi", path)
