@@ -2,6 +2,7 @@
 run skips the batches it already trained on), whose workers leave SIGTERM to the main process, and
 iteration that turns a worker's user error into one line."""
 import itertools
+import multiprocessing
 import os
 import signal
 import threading
@@ -15,11 +16,33 @@ from utils.script.errors import UserError
 def worker_init(worker_id):
     """DataLoader workers leave a scheduler's SIGTERM to the main process. SLURM signals every process of a job:
     a worker that died of it would break the main process's last step and its save. The loader's own SIGTERM
-    (from the main process, to stop a worker) still ends the worker at once, as PyTorch's handler does."""
+    (from the main process, to stop a worker) still ends the worker at once, as PyTorch's handler does.
+    Workers start with SIGTERM blocked (WORKER_CONTEXT), so every thread of theirs, also one that a library
+    starts at fork (wandb does), leaves it pending for the thread below."""
     if not hasattr(signal, "sigwaitinfo"):  # macOS: PyTorch's behaviour
         return
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started later inherit the mask
     threading.Thread(target=_exit_on_sigterm_from, args=(os.getppid(),), name="sigterm", daemon=True).start()
+
+
+class _SigtermBlockedProcess(multiprocessing.context.ForkProcess):
+    """A forked worker whose threads all start with SIGTERM blocked: the fork happens with it blocked."""
+
+    def start(self):
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            super().start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+class _WorkerContext(multiprocessing.context.ForkContext):
+    Process = _SigtermBlockedProcess
+
+
+# DataLoader(multiprocessing_context=WORKER_CONTEXT, worker_init_fn=worker_init); None where fork or sigwaitinfo
+# is missing (macOS, Windows): PyTorch's default context and behaviour there
+WORKER_CONTEXT = _WorkerContext() if hasattr(signal, "sigwaitinfo") and hasattr(os, "fork") else None
 
 
 def _exit_on_sigterm_from(parent):
@@ -58,6 +81,7 @@ def make_loader(dataset, batch_size, num_workers, dist, training=True, seed=0, p
         pin_memory=dist.device.type == "cuda", persistent_workers=num_workers > 0,
         prefetch_factor=prefetch_factor if num_workers > 0 else None,
         generator=torch.Generator().manual_seed(seed), worker_init_fn=worker_init if num_workers > 0 else None,
+        multiprocessing_context=WORKER_CONTEXT if num_workers > 0 else None,
     )
 
 

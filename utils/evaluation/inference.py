@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Subset
 
 from utils.engine.amp import autocast, prepare_batch
 from utils.engine.distributed import gather_objects
-from utils.engine.loaders import batches, worker_init
+from utils.engine.loaders import WORKER_CONTEXT, batches, worker_init
 from utils.evaluation.metrics import regression_metrics
 from utils.files.checkpoint import unwrap
 
@@ -86,7 +86,8 @@ def _score_videos(model, regressor, dataset, dist, settings, progress):
     # global RNG (see engine.loaders.make_loader).
     loader = DataLoader(Subset(dataset, my_indices), batch_size=None, shuffle=False, num_workers=settings.num_workers,
                         pin_memory=dist.device.type == "cuda", generator=torch.Generator().manual_seed(0),
-                        worker_init_fn=worker_init)  # a scheduler's SIGTERM: validation ends, then the run saves
+                        worker_init_fn=worker_init,  # a scheduler's SIGTERM: validation ends, then the run saves
+                        multiprocessing_context=WORKER_CONTEXT if settings.num_workers > 0 else None)
     items = batches(loader)
     items = progress(items, total=len(loader)) if progress else items
     rows = []
