@@ -1,6 +1,7 @@
 """SIGTERM (what SLURM and Kubernetes send at a time limit, before SIGKILL), a second signal, and data-loader
 workers killed by a signal: one line each and the right exit status; loaders that skip the batches a stopped
 run had trained on; a torchrun run stopped by SIGTERM on every rank resumes exactly."""
+import json
 import os
 import re
 import signal
@@ -173,6 +174,7 @@ def finished(process):
 
 
 def test_torchrun_stopped_by_sigterm_on_every_rank_resumes_exactly(echonet, tmp_path):
+    """Also the test of both training stages under torchrun (the uninterrupted reference run is stage 1)."""
     reference = torchrun(echonet, tmp_path, "reference")  # alongside: the runs share the cores
     log = tmp_path / "stopped" / "training.log"
     process = torchrun(echonet, tmp_path, "stopped")
@@ -196,3 +198,24 @@ def test_torchrun_stopped_by_sigterm_on_every_rank_resumes_exactly(echonet, tmp_
     for part in ("model", "regressor"):
         for key, value in expected[part].items():
             torch.testing.assert_close(resumed[part][key], value, atol=1e-6, rtol=0, msg=f"{part}.{key}")
+
+    # stage 2 under torchrun from the reference; rank 0 alone writes checkpoints without 'module.'
+    stage2 = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+              "--master_port", str(free_port()), "train_second_stage.py", "--data_folder", str(echonet),
+              "--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--batch_size", "2", "--epochs", "0",
+              "--num_workers", "0", "--device", "cpu", "--save_root", str(tmp_path), "--run_name", "s2",
+              "--pretrained_weights", str(tmp_path / "reference" / "best.pth")]
+    result = subprocess.run(stage2, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+                            env={**os.environ, "OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    log = (tmp_path / "reference" / "training.log").read_text()
+    assert "Device: cpu x 2 process(es)" in log
+    assert log.count("Epoch 0 validation:") == 1  # only rank 0 logs
+    last = load_checkpoint(tmp_path / "s2" / "last.pth")
+    assert not any(k.startswith("module.") for k in [*last["model"], *last["regressor"]])
+    assert len(last["resume"]["rng_by_rank"]) == 2  # each process's own random streams, for --resume
+    for run in ("reference", "s2"):
+        # every rank validated the model that was saved: re-scoring best.pth gives its validation MAE
+        best = load_checkpoint(tmp_path / run / "best.pth")
+        report = json.loads((tmp_path / run / "final_metrics.json").read_text())
+        assert float(best["best_error"]) == pytest.approx(report["val"]["mae"], abs=2e-6, rel=0), run  # float32
