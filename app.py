@@ -34,7 +34,7 @@ import torch
 
 import predict
 from datasets.clips import denormalise
-from datasets.sources.any_video import VIDEO_EXTENSIONS, _open_source, _to_rgb, parse_crop
+from datasets.sources.any_video import VIDEO_EXTENSIONS, first_frame, parse_crop
 from datasets.sources.archive_clips import FAILED, SCORED, SKIPPED
 from datasets.sources.dicom import DICOM_EXTENSIONS, is_dicom_file
 from datasets.synthetic.echonet import make_synthetic_echonet
@@ -135,12 +135,7 @@ def summary_html(videos):
 def first_frame_with_crop(path, crop):
     """The first frame of the original file (any_video's own reader: the frame the box was found on, RGB) with
     the crop box drawn; a 112x112 video used as it is gets no box. Small frames are enlarged so the box shows."""
-    source = _open_source(path)
-    try:
-        frame = _to_rgb(next(source.frames)).copy()
-    finally:
-        if source.capture is not None:
-            source.capture.release()
+    frame = first_frame(path)
     scale = max(1, round(336 / max(frame.shape[:2])))
     frame = cv2.resize(frame, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST) if scale > 1 else frame
     if crop:

@@ -321,6 +321,17 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
     return np.repeat(frame[..., None], 3, axis=-1) if frame.ndim == 2 else frame
 
 
+def first_frame(path: str | os.PathLike) -> np.ndarray:
+    """The first frame of the original file, RGB uint8 [H, W, 3], read as load_echo_video reads it (the frame
+    its sector crop is found on)."""
+    source = _open_source(os.fspath(path))
+    try:
+        return _to_rgb(next(source.frames)).copy()
+    finally:
+        if source.capture is not None:
+            source.capture.release()
+
+
 def _as_decoded(path: str, source: _Source) -> np.ndarray:
     """A 112x112 video as it is: the project's decoder for OpenCV files (bit-identical frames)."""
     if not source.dicom:
