@@ -147,6 +147,7 @@ def test_prepare_dataset_never_deletes_other_data(tmp_path):
     assert (other / "notes.txt").exists()
 
 
+@pytest.mark.slow  # the three scripts twice, ~22 s
 def test_quick_run_end_to_end(tmp_path):
     out = tmp_path / "pipeline.json"
     result = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "bench_pipeline.py"), "--quick",

@@ -206,6 +206,7 @@ def epoch_averages(log_text, name):
     return averages
 
 
+@pytest.mark.slow  # several epochs of stage 1, ~11 s
 def test_stage1_training_reduces_both_losses(tmp_path):
     data = tmp_path / "data"
     make_synthetic_echonet(data, n=30, seed=3)

@@ -262,8 +262,7 @@ def test_parser_needs_a_source_and_keeps_starts_apart_from_inputs(capsys):
 # ---------------------------------------------------------------- embeddings.npz
 
 
-@pytest.mark.skipif(not os.environ.get("COREECHO_TEST_UMAP"),
-                    reason="real UMAP costs ~12 s of numba compilation; set COREECHO_TEST_UMAP=1 to run it")
+@pytest.mark.slow  # real UMAP: ~12 s of numba compilation
 def test_real_umap_and_tsne_maps(visualized, tmp_path):
     pytest.importorskip("umap")
     out, _ = visualized

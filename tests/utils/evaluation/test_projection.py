@@ -1,6 +1,5 @@
-"""utils/evaluation/projection.py: real t-SNE (and, with COREECHO_TEST_UMAP=1, UMAP) maps of embeddings, and the
+"""utils/evaluation/projection.py: real t-SNE (and, with COREECHO_SLOW_TESTS=1, UMAP) maps of embeddings, and the
 default methods following whether umap-learn is installed."""
-import os
 import sys
 
 import numpy as np
@@ -35,8 +34,7 @@ def test_default_methods_follow_umap_learn(monkeypatch):
         projection.project(np.zeros((6, 3)), "pca")
 
 
-@pytest.mark.skipif(not os.environ.get("COREECHO_TEST_UMAP"),
-                    reason="real UMAP costs ~12 s of numba compilation; set COREECHO_TEST_UMAP=1 to run it")
+@pytest.mark.slow  # real UMAP: ~12 s of numba compilation
 def test_checkpoint_figure_with_real_umap():
     pytest.importorskip("umap")
     rng = np.random.default_rng(9)
