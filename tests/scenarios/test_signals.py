@@ -173,6 +173,7 @@ def finished(process):
     assert process.returncode == 0, stderr[-3000:]
 
 
+@pytest.mark.slow  # four torchrun runs of 2 processes, ~25 s
 def test_torchrun_stopped_by_sigterm_on_every_rank_resumes_exactly(echonet, tmp_path):
     """Also the test of both training stages under torchrun (the uninterrupted reference run is stage 1)."""
     reference = torchrun(echonet, tmp_path, "reference")  # alongside: the runs share the cores
