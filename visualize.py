@@ -43,7 +43,7 @@ from datasets import EchoNetAllClips, EchoNetTest, decode_video, num_starts
 from datasets.clips import cut_clips, denormalise
 from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
 from datasets.video import SIZE
-from models import build_model, load_weights, read_weights
+from models import build_model, load_weights, read_weights, require_kind
 from utils.evaluation import projection
 from utils.evaluation.grad_cam import grad_cam
 from utils.pictures.cam import save_cam_strip, write_cam_video
@@ -212,7 +212,8 @@ def read_embedding_inputs(opt):
         model, regressor, _ = build_model(opt.model, None, depthwise=opt.depthwise)
         job.weights = {path: read_weights(path) for path in checkpoints}
         for path in checkpoints:  # each one is a CoReEcho checkpoint that fits the model (or names the --model)
-            build_model(opt.model, job.weights[path], kinds=("coreecho",), depthwise=opt.depthwise)
+            require_kind(job.weights[path], ("coreecho",))
+            load_weights(model, regressor, job.weights[path])
         job.model, job.regressor = model.to(dist.device), regressor.to(dist.device)
         if opt.channels_last:
             job.model = job.model.to(memory_format=torch.channels_last_3d)

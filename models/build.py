@@ -156,17 +156,22 @@ def load_weights(model: nn.Module, regressor: nn.Module, weights) -> None:
             model.head = head
 
 
+def require_kind(weights: Weights, kinds) -> None:
+    """A one-line error unless `weights` is of one of `kinds` (e.g. scoring needs a CoReEcho checkpoint)."""
+    if weights.kind not in kinds:
+        wanted = ' or '.join(KIND_NAMES[k] for k in kinds)
+        what = 'setting' if weights.kind == 'none' else 'file'
+        raise BadInputError(f'{weights.spec}: a {KIND_NAMES[weights.kind]} {what} where a {wanted} checkpoint '
+                            'is needed')
+
+
 def build_model(name: str, weights=None, kinds=tuple(KIND_NAMES), **model_kwargs):
     """(encoder, regressor, Weights): `name`'s UniFormer and the shallow MLP regressor from `weights` (a spec,
     a `Weights` from read_weights, or None for random init), as `load_weights` fills them. `kinds` lists the
     kinds the caller accepts (scoring needs a trained regressor: ``kinds=('coreecho',)``). `model_kwargs` go to
     the UniFormer builder (e.g. ``depthwise``)."""
     weights = weights if isinstance(weights, Weights) else read_weights(weights)
-    if weights.kind not in kinds:
-        wanted = ' or '.join(KIND_NAMES[k] for k in kinds)
-        what = 'setting' if weights.kind == 'none' else 'file'
-        raise BadInputError(f'{weights.spec}: a {KIND_NAMES[weights.kind]} {what} where a {wanted} checkpoint '
-                            'is needed')
+    require_kind(weights, kinds)
     model = get_feature_extractor(name, **model_kwargs)
     regressor = get_shallow_mlp_head(model.head.in_features, 1)
     load_weights(model, regressor, weights)
