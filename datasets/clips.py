@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 import torch
 
+from utils.script.validators import require_positive_int
+
 from .video import SIZE
 
 MEAN = np.array([0.12741163, 0.1279413, 0.12912785]) * 255
@@ -31,13 +33,6 @@ PAD = 6  # augmentation: 112 -> 124 -> random 112 crop
 # Normalised value of every uint8 level per channel, [3, 256] float32: normalising a clip is one
 # table lookup per value (computed in float64, rounded to float32 once).
 NORMALISED = ((np.arange(256)[None, :] - MEAN[:, None]) / STD[:, None]).astype(np.float32)
-
-
-def positive_int(name: str, value) -> int:
-    """`value` as an int, or a ValueError naming `name` unless it is a positive int (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return int(value)
 
 
 def padded_length(num_frames: int, frames: int, frequency: int) -> int:
@@ -52,15 +47,15 @@ def num_starts(num_frames: int, frames: int, frequency: int) -> int:
 
 def default_clip_stride(frames: int, frequency: int) -> int:
     """Half a clip's length in frames (frames * frequency // 2), at least 1."""
-    return max(1, positive_int("frames", frames) * positive_int("frequency", frequency) // 2)
+    return max(1, require_positive_int("frames", frames) * require_positive_int("frequency", frequency) // 2)
 
 
 def clip_grid(num_frames: int, frames: int, frequency: int, stride: int | None = None) -> np.ndarray:
     """Starts 0, S, 2S, ... <= the last valid start, plus the last valid start if the grid misses it
     (int64 array). A video shorter than frames * frequency counts as zero-padded to that length."""
-    num_frames = positive_int("num_frames", num_frames)
-    stride = default_clip_stride(frames, frequency) if stride is None else positive_int("stride", stride)
-    last = num_starts(num_frames, positive_int("frames", frames), positive_int("frequency", frequency)) - 1
+    num_frames = require_positive_int("num_frames", num_frames)
+    stride = default_clip_stride(frames, frequency) if stride is None else require_positive_int("stride", stride)
+    last = num_starts(num_frames, require_positive_int("frames", frames), require_positive_int("frequency", frequency)) - 1
     starts = np.arange(0, last + 1, stride, dtype=np.int64)
     if starts[-1] != last:
         starts = np.append(starts, np.int64(last))

@@ -30,9 +30,10 @@ import pandas as pd
 import torch
 
 from utils.script.errors import BadInputError, MissingInputError
+from utils.script.validators import require_positive_int
 
 from .cache import open_cached
-from .clips import PAD, clip_grid, cut_clips, default_clip_stride, num_starts, positive_int
+from .clips import PAD, clip_grid, cut_clips, default_clip_stride, num_starts
 from .headers import frame_counts
 from .start_indexes import load_start_indexes
 from .tables import read_csv_file
@@ -146,8 +147,8 @@ class EchoNet(torch.utils.data.Dataset):
         self.root = Path(root)
         self.split = split.lower()
         # as in the released code, max_frames caps the clip length
-        self.frames = min(positive_int("frames", frames), positive_int("max_frames", max_frames))
-        self.frequency = positive_int("frequency", frequency)
+        self.frames = min(require_positive_int("frames", frames), require_positive_int("max_frames", max_frames))
+        self.frequency = require_positive_int("frequency", frequency)
         self.aug = bool(aug)
         self.seed = None if seed is None else int(seed)
         # shared memory: persistent DataLoader workers hold copies of this object but see set_epoch
@@ -244,7 +245,7 @@ class EchoNetFixedClips(EchoNet):
                          max_frames=max_frames)
         counts = dict(zip(self.vnames, self.num_frames.tolist()))
         if path_test_start_indexes is None:
-            n_clips = positive_int("n_clips", n_clips)
+            n_clips = require_positive_int("n_clips", n_clips)
             rng = np.random.default_rng(seed)
             highs = {name: num_starts(counts[name], self.frames, self.frequency) for name in self.vnames}
             self.start_indexes = {name: rng.integers(0, highs[name], size=n_clips).astype(np.int64)
@@ -316,7 +317,7 @@ class EchoNetAllClips(EchoNetFixedClips):
         super().__init__(root, split, frames, frequency, n_clips=1, seed=0, cache_dir=cache_dir,
                          max_frames=max_frames)
         self.clip_stride = default_clip_stride(self.frames, self.frequency) if clip_stride is None else \
-            positive_int("clip_stride", clip_stride)
+            require_positive_int("clip_stride", clip_stride)
         # the drawn start of the parent class is replaced by the grid
         self.start_indexes = {name: clip_grid(int(count), self.frames, self.frequency, self.clip_stride)
                               for name, count in zip(self.vnames, self.num_frames)}

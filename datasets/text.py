@@ -1,8 +1,6 @@
 """Small text helpers the readers share: EchoNet file names, header values and one-line error messages."""
 from __future__ import annotations
 
-import math
-
 
 def with_avi(name) -> str:
     """An EchoNet video name as FileList.csv's readers key it: stripped, '.avi' added when missing."""
@@ -19,12 +17,3 @@ def first_few(items, k: int = 5) -> str:
 def one_line(error: BaseException) -> str:
     """An exception's message on one line (its type's name when it has none)."""
     return " ".join(str(error).split()) or type(error).__name__
-
-
-def positive_number(value) -> float | None:
-    """A header value (number or text) as a positive finite float, else None."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) and number > 0 else None

@@ -165,6 +165,15 @@ def require_kind(weights: Weights, kinds) -> None:
                             'is needed')
 
 
+def place_model(model: nn.Module, device, channels_last: bool = False, train: bool = False) -> nn.Module:
+    """`model` on `device`, in train or eval mode, in the channels_last_3d memory format when asked (the one place
+    every script puts a model where it runs)."""
+    model = model.to(device).train(train)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    return model
+
+
 def build_model(name: str, weights=None, kinds=tuple(KIND_NAMES), **model_kwargs):
     """(encoder, regressor, Weights): `name`'s UniFormer and the shallow MLP regressor from `weights` (a spec,
     a `Weights` from read_weights, or None for random init), as `load_weights` fills them. `kinds` lists the

@@ -56,12 +56,11 @@ import cv2
 import numpy as np
 
 from utils.script.errors import BadInputError, MissingInputError
+from utils.script.validators import positive_or_none
 
-from ..text import positive_number
-from ..video import SIZE, decode_video
+from ..video import SIZE, VIDEO_EXTENSIONS, decode_video
 from .dicom import DICOM_EXTENSIONS, MIN_FRAMES, dicom_frame_rate, dicom_frames, is_dicom_file, read_dicom_header
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
 DEFAULT_FPS = 50.0  # EchoNet-Dynamic frame rate
 FPS_TOLERANCE = 0.005  # rates within 0.5% of the target are not resampled
 
@@ -275,7 +274,7 @@ def _open_capture(path: str) -> cv2.VideoCapture:
 
 
 def _opencv_fps(capture: cv2.VideoCapture) -> float | None:
-    rate = positive_number(capture.get(cv2.CAP_PROP_FPS))
+    rate = positive_or_none(capture.get(cv2.CAP_PROP_FPS))
     return rate if rate is not None and rate < 1000 else None  # some containers report nonsense
 
 
@@ -381,7 +380,7 @@ def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps
     if not os.path.isfile(path):
         raise BadInputError(f"{path} is not a file")
     crop = parse_crop(crop)
-    if positive_number(target_fps) is None and target_fps != 0:
+    if positive_or_none(target_fps) is None and target_fps != 0:
         raise BadInputError(f"target_fps must be a positive number of frames per second, or 0, got {target_fps!r}")
 
     source = _open_source(path)

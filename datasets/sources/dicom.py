@@ -16,8 +16,9 @@ from typing import Iterator
 import numpy as np
 
 from utils.script.errors import BadInputError
+from utils.script.validators import positive_or_none
 
-from ..text import one_line, positive_number
+from ..text import one_line
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 MIN_FRAMES = 2  # a single image has no motion and is no video
@@ -61,18 +62,18 @@ def dicom_frame_rate(header) -> tuple[float | None, str | None]:
     """(frames per second, tag it came from), acquisition timing first: 1000 / FrameTime (ms per frame),
     1000 / the mean of FrameTimeVector's increments, CineRate, then RecommendedDisplayFrameRate (a playback
     hint, which a scanner may set apart from the acquisition rate); (None, None) if none is positive."""
-    frame_time = positive_number(header.get("FrameTime"))
+    frame_time = positive_or_none(header.get("FrameTime"))
     if frame_time is not None:
         return 1000.0 / frame_time, "FrameTime"
     try:  # ms since the previous frame, the first entry 0
         increments = [float(v) for v in list(header.get("FrameTimeVector") or [])[1:]]
     except (TypeError, ValueError):
         increments = []
-    mean = positive_number(np.mean(increments)) if increments else None
+    mean = positive_or_none(np.mean(increments)) if increments else None
     if mean is not None:
         return 1000.0 / mean, "FrameTimeVector"
     for keyword in ("CineRate", "RecommendedDisplayFrameRate"):
-        rate = positive_number(header.get(keyword))
+        rate = positive_or_none(header.get(keyword))
         if rate is not None:
             return rate, keyword
     return None, None
@@ -93,7 +94,7 @@ def read_dicom_header(path: str):
     if "Rows" not in header or "Columns" not in header:
         raise BadInputError(f"{path}: not a readable DICOM image (no Rows/Columns in its header)")
     # no NumberOfFrames: a single image
-    frames = int(positive_number(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
+    frames = int(positive_or_none(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
     if frames == 0:
         raise BadInputError(f"{path}: DICOM file has no frames")
     if frames < MIN_FRAMES:

@@ -49,8 +49,9 @@ import pandas as pd
 
 from utils.script.errors import BadInputError, MissingInputError
 
+from ..video import VIDEO_EXTENSIONS
+
 VIEWS = ("A4C", "A2C")
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")
 DEFAULT_VIDEO_COLUMN = "ECHO"
 CYCLE_COLUMNS = ("Reference Frame", "End of Cycle")
 TAU_MARK = "*"

@@ -25,8 +25,9 @@ import warnings
 from dataclasses import dataclass, field
 
 from utils.script.errors import BadInputError
+from utils.script.validators import positive_or_none
 
-from ..text import one_line, positive_number
+from ..text import one_line
 from .dicom import dicom_frame_rate, is_dicom_file
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and .7.1-.7.4, the multi-frame secondary captures
@@ -74,13 +75,13 @@ def _spacing_mm(header) -> tuple[float | None, float | None]:
     ultrasound region calibrated in cm; (None, None) when the header has neither."""
     spacing = header.get("PixelSpacing")
     if spacing is not None and len(spacing) == 2:
-        y, x = positive_number(spacing[0]), positive_number(spacing[1])
+        y, x = positive_or_none(spacing[0]), positive_or_none(spacing[1])
         if x and y:
             return x, y
     for region in header.get("SequenceOfUltrasoundRegions") or []:
         if region.get("RegionSpatialFormat") == 1 and region.get("PhysicalUnitsXDirection") == CM_UNITS \
                 and region.get("PhysicalUnitsYDirection") == CM_UNITS:
-            x, y = positive_number(region.get("PhysicalDeltaX")), positive_number(region.get("PhysicalDeltaY"))
+            x, y = positive_or_none(region.get("PhysicalDeltaX")), positive_or_none(region.get("PhysicalDeltaY"))
             if x and y:
                 return 10 * x, 10 * y
     return None, None
@@ -141,7 +142,7 @@ def screen_dicom(path: str, min_frames: int = 2, min_seconds: float = 0.0) -> St
             identity = dicom_identity(header)
             fps, _ = dicom_frame_rate(header)
             # no NumberOfFrames: a single image
-            frames = int(positive_number(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
+            frames = int(positive_or_none(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
         except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError, AttributeError) as e:
             raise BadInputError(f"{path}: not a readable DICOM file ({one_line(e)})") from None
         skip = _skip_reason(path, header, frames, fps, min_frames, min_seconds)

@@ -11,8 +11,9 @@ import numpy as np
 import torch
 
 from utils.script.errors import UserError
+from utils.script.validators import require_positive_int
 
-from ..clips import clip_grid, cut_clips, default_clip_stride, padded_length, positive_int
+from ..clips import clip_grid, cut_clips, default_clip_stride, padded_length
 from ..text import one_line
 from ..video import SIZE
 from .any_video import DEFAULT_FPS, load_echo_video, parse_crop
@@ -34,10 +35,10 @@ class VideoFileClips(torch.utils.data.Dataset):
     def __init__(self, paths, frames: int, frequency: int, clip_stride: int | None = None, crop="auto",
                  target_fps: float = DEFAULT_FPS, preview: int = 0):
         self.paths = [os.fspath(p) for p in paths]
-        self.frames = positive_int("frames", frames)
-        self.frequency = positive_int("frequency", frequency)
+        self.frames = require_positive_int("frames", frames)
+        self.frequency = require_positive_int("frequency", frequency)
         self.clip_stride = default_clip_stride(frames, frequency) if clip_stride is None else \
-            positive_int("clip_stride", clip_stride)
+            require_positive_int("clip_stride", clip_stride)
         self.crop = parse_crop(crop)
         self.target_fps = target_fps
         self.preview = int(preview)

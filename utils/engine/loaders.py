@@ -85,6 +85,21 @@ def make_loader(dataset, batch_size, num_workers, dist, training=True, seed=0, p
     )
 
 
+def keep_item(item):
+    """DataLoader collate for batch_size=None: the item unchanged (no conversion of its fields)."""
+    return item
+
+
+def video_loader(dataset, num_workers, device, seed=0):
+    """The one loader that yields one video per item (any number of clips), in dataset order. It has its own
+    generator, so the workers' base seed is not drawn from the global RNG (see make_loader), and its workers
+    leave a scheduler's SIGTERM to the main process (worker_init)."""
+    return DataLoader(dataset, batch_size=None, shuffle=False, num_workers=num_workers, collate_fn=keep_item,
+                      pin_memory=device.type == "cuda", generator=torch.Generator().manual_seed(seed),
+                      worker_init_fn=worker_init if num_workers > 0 else None,
+                      multiprocessing_context=WORKER_CONTEXT if num_workers > 0 else None)
+
+
 def batches(loader):
     """Iterate a loader; a user error raised in a worker (a corrupt video, say) surfaces as one line
     naming the file instead of the worker's stack. Other errors keep their traceback."""

@@ -3,49 +3,12 @@ same meaning; the extra ones (device, AMP, resume, cache, ...) default to the re
 `--help` shows every default."""
 import argparse
 import copy
-import math
 
+from .validators import non_negative_float, non_negative_int, positive_float, positive_int  # noqa: F401
 
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 MODELS = ("uniformer_small", "uniformer_base", "uniformer_tiny")
 DEPTHWISE = ("conv3d", "conv2d", "auto")  # models.uniformer.DEPTHWISE_CHOICES (utils does not import models)
-
-
-def _integer(text, minimum):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < minimum:
-        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
-    return value
-
-
-def positive_int(text):
-    return _integer(text, 1)
-
-
-def non_negative_int(text):
-    return _integer(text, 0)
-
-
-def _number(text, minimum, inclusive):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < minimum or (value == minimum and not inclusive):
-        raise argparse.ArgumentTypeError(f"must be a finite number {'>=' if inclusive else '>'} {minimum:g}, "
-                                         f"got {text}")
-    return value
-
-
-def positive_float(text):
-    return _number(text, 0.0, inclusive=False)
-
-
-def non_negative_float(text):
-    return _number(text, 0.0, inclusive=True)
 
 
 class HelpWithDefaults(argparse.ArgumentDefaultsHelpFormatter):
