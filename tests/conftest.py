@@ -361,7 +361,7 @@ def published(request, tmp_path_factory):
     from datasets.synthetic.transfer import make_synthetic_hmcqu
 
     if request.param == "xlsx":
-        pytest.importorskip("openpyxl")
+        import openpyxl  # noqa: F401  (requirements.txt installs it: a broken install fails, not skips)
     root = make_synthetic_hmcqu(tmp_path_factory.mktemp(f"published_{request.param}"), n=9, seed=7, n_frames=8,
                                 sheet_format=request.param)
     return root, request.param

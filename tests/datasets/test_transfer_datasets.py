@@ -62,7 +62,6 @@ def test_affine_parameters_are_the_released_ranges():
 
 
 def test_train_clips_affine_camus_normalisation_per_seed_epoch_index(tmp_path):
-    pytest.importorskip("nibabel")
     videos = camus_videos(make_synthetic_camus(tmp_path / "camus", n=2, seed=6), ("4CH",))
     spec = ClipSpec(frames=8, frequency=4, clip_stride=16, seed=3, aug="affine", normalisation="camus")
     clips = TrainClips(videos, spec, tmp_path / "frames")

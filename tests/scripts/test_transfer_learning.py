@@ -39,7 +39,7 @@ def bright_camus(tmp_path_factory):
     """A generated CAMUS set whose EF is replaced by a label every encoder's embeddings carry, even random ones
     (a random UniFormer hardly encodes the synthetic EF; a trained one would, but training one takes minutes):
     each patient's two sequences are dimmed by a factor s in DIM and its cfg EF becomes 20 + 60 (s - 0.3) / 0.7."""
-    nibabel = pytest.importorskip("nibabel")
+    import nibabel  # requirements.txt installs it: a broken install fails here rather than skipping
     root = make_synthetic_camus(tmp_path_factory.mktemp("camus_bright"), n=N_BRIGHT, seed=11)
     rng = np.random.default_rng(5)
     for folder in sorted((root / "database_nifti").iterdir()):
@@ -282,7 +282,7 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
 def test_hmcqu_published_release_end_to_end(checkpoints, tmp_path):
     """Both views as downloaded (.xlsx sheets with two header rows, words, names as typed, '*' marks and the
     footnote), clips over the annotated cycles, a patient's two views in one fold."""
-    pytest.importorskip("openpyxl")
+    import openpyxl  # noqa: F401  (pandas reads .xlsx with it; requirements.txt installs it: no skip)
     root = make_synthetic_hmcqu(tmp_path / "HMC-QU release", n=8, seed=9, n_frames=10)
     out = tmp_path / "out"
     transfer_learning.main(["--dataset", "hmcqu", "--data_folder", str(root), *FAST, "--folds", "2",

@@ -3,8 +3,10 @@ from ED to ES in the stored orientation, quality and view filters, bad or missin
 dataset's items and the released frame subsampling."""
 import shutil
 
+import nibabel
 import numpy as np
 import pytest
+import SimpleITK
 
 from datasets.clips import MEAN, STD
 from datasets.sources import camus
@@ -15,14 +17,26 @@ N_CAMUS = 4  # patients 1..4: EF spelled 'LVef' for patient0003, ED stored last 
 
 @pytest.fixture(scope="module")
 def nifti_root(tmp_path_factory):
-    pytest.importorskip("nibabel")
     return make_synthetic_camus(tmp_path_factory.mktemp("camus_nifti"), n=N_CAMUS, seed=3, layout="nifti")
 
 
 @pytest.fixture(scope="module")
 def mhd_root(tmp_path_factory):
-    pytest.importorskip("SimpleITK")
     return make_synthetic_camus(tmp_path_factory.mktemp("camus_mhd"), n=2, seed=4, layout="mhd")
+
+
+def _write_typed_patient(folder, view, cfg_text, n_frames, layout):
+    """One view of a patient written here, not by the generator: the cfg exactly as typed, and a sequence whose
+    stored frame k is filled with the level 10 (k + 1) (nibabel / SimpleITK called directly)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"Info_{view}.cfg").write_text(cfg_text)
+    volume = np.zeros((n_frames, 20, 30), np.uint8)  # [T, H, W]
+    volume[:] = (10 * np.arange(1, n_frames + 1, dtype=np.uint8))[:, None, None]
+    if layout == "nifti":
+        nibabel.save(nibabel.Nifti1Image(volume.transpose(2, 1, 0).copy(), np.eye(4)),
+                     str(folder / f"{folder.name}_{view}_half_sequence.nii.gz"))
+    else:
+        SimpleITK.WriteImage(SimpleITK.GetImageFromArray(volume), str(folder / f"{folder.name}_{view}_sequence.mhd"))
 
 
 def _marker(frames):
@@ -39,14 +53,8 @@ def _copy_patient(root, tmp_path, patient="patient0001"):
 def test_camus_lists_both_views_sorted_with_cfg_values(nifti_root):
     samples = camus.list_samples(nifti_root, views="both")
     assert [s.name for s in samples] == [f"patient{i:04d}_{v}" for i in range(1, N_CAMUS + 1) for v in ("4CH", "2CH")]
-    for s in samples:
-        cfg = camus.read_cfg(s.cfg)
-        key = "LVef" if s.patient == "patient0003" else "EF"
-        assert key in cfg and ({"EF", "LVef"} - {key}).isdisjoint(cfg)  # the generator wrote one spelling
-        assert s.ef == float(cfg[key]) and 0 < s.ef < 100
-        assert (s.n_frames, s.ed, s.es, s.quality) == (int(cfg["NbFrame"]), int(cfg["ED"]), int(cfg["ES"]),
-                                                       cfg["ImageQuality"])
-        assert s.path.name == f"{s.name}_half_sequence.nii.gz"
+    for s in samples:  # the values themselves: test_camus_reads_the_cfg_values_as_typed
+        assert s.path.name == f"{s.name}_half_sequence.nii.gz" and s.cfg.name == f"Info_{s.view}.cfg"
     # the root may be database_nifti/ itself or its parent
     assert camus.list_samples(nifti_root / "database_nifti", "both") == samples
     assert camus.camus_patients(nifti_root) == [f"patient{i:04d}" for i in range(1, N_CAMUS + 1)]
@@ -77,17 +85,49 @@ def test_camus_orientation_top_left_stays_top_left(nifti_root):
 
 
 def test_camus_nifti_axes_agree_with_simpleitk(nifti_root):
-    sitk = pytest.importorskip("SimpleITK")
     s = camus.list_samples(nifti_root, "4CH")[0]
     volume = camus.read_volume(s.path)  # nibabel, axes reversed to [T, H, W]
-    assert np.array_equal(volume, sitk.GetArrayFromImage(sitk.ReadImage(str(s.path))))
+    assert np.array_equal(volume, SimpleITK.GetArrayFromImage(SimpleITK.ReadImage(str(s.path))))
     assert volume.shape[0] == s.n_frames and volume.shape[1] != volume.shape[2]
 
 
-def test_camus_mhd_layout_reads_lvef(mhd_root):
-    samples = camus.list_samples(mhd_root, "both")
-    assert len(samples) == 4 and all(s.path.suffix == ".mhd" for s in samples)
-    assert all(s.ef == float(camus.read_cfg(s.cfg)["LVef"]) for s in samples)
+# the two releases' Info_*.cfg, typed as they are laid out (other keys are ignored by the reader)
+NIFTI_CFG = {
+    ("patient0007", "4CH"): "ED: 1\nES: 9\nNbFrame: 9\nSex: F\nAge: 67\nImageQuality: Medium\nEF: 54.3\n"
+                            "FrameRate: 25.0\n",
+    ("patient0007", "2CH"): "ED: 11\nES: 2\nNbFrame: 12\nSex: F\nAge: 67\nImageQuality: Poor\nEF: 54.3\n"
+                            "FrameRate: 25.0\n",
+    ("patient0012", "4CH"): "ED: 3\nES: 10\nNbFrame: 10\nSex: M\nAge: 45\nImageQuality: Good\nEF: 38.05\n",
+    ("patient0012", "2CH"): "ED: 8\nES: 1\nNbFrame: 8\nSex: M\nAge: 45\nImageQuality: good\nEF: 38.05\n",
+}
+MHD_CFG = {
+    ("patient0450", "4CH"): "ED: 1\nES: 15\nNbFrame: 15\nSex: M\nAge: 81\nImageQuality: Good\nLVedv: 120.4\n"
+                            "LVesv: 70.1\nLVef: 41.78\n",
+    ("patient0450", "2CH"): "ED: 14\nES: 1\nNbFrame: 14\nSex: M\nAge: 81\nImageQuality: Medium\nLVedv: 118.0\n"
+                            "LVesv: 66.4\nLVef: 43.73\n",
+}
+
+
+@pytest.mark.parametrize("layout, cfgs, expected", [
+    ("nifti", NIFTI_CFG, [  # name, ef, quality, n_frames, ed, es, the frame levels from ED to ES
+        ("patient0007_4CH", 54.3, "Medium", 9, 1, 9, [10, 20, 30, 40, 50, 60, 70, 80, 90]),
+        ("patient0007_2CH", 54.3, "Poor", 12, 11, 2, [110, 100, 90, 80, 70, 60, 50, 40, 30, 20]),
+        ("patient0012_4CH", 38.05, "Good", 10, 3, 10, [30, 40, 50, 60, 70, 80, 90, 100]),
+        ("patient0012_2CH", 38.05, "Good", 8, 8, 1, [80, 70, 60, 50, 40, 30, 20, 10])]),
+    ("mhd", MHD_CFG, [
+        ("patient0450_4CH", 41.78, "Good", 15, 1, 15, [10 * k for k in range(1, 16)]),
+        ("patient0450_2CH", 43.73, "Medium", 14, 14, 1, [10 * k for k in range(14, 0, -1)])]),
+])
+def test_camus_reads_the_cfg_values_as_typed(tmp_path, layout, cfgs, expected):
+    root = tmp_path / ("database_nifti" if layout == "nifti" else "training")
+    for (patient, view), text in cfgs.items():
+        n_frames = int(text.split("NbFrame: ")[1].split("\n")[0])
+        _write_typed_patient(root / patient, view, text, n_frames, layout)
+    samples = camus.list_samples(tmp_path if layout == "nifti" else root, "both")
+    assert [(s.name, s.ef, s.quality, s.n_frames, s.ed, s.es) for s in samples] == [row[:6] for row in expected]
+    for s, row in zip(samples, expected):
+        levels = camus.load_frames(s, frames=None)[:, 5, 5]  # 112x112 now; a flat frame stays flat
+        assert levels.tolist() == row[6]
 
 
 def test_camus_quality_and_view_filters(nifti_root):
