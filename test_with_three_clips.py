@@ -25,11 +25,11 @@ import torch
 from tqdm import tqdm
 
 from datasets import EchoNetAllClips, EchoNetTest, save_start_indexes
-from models import build_model
+from models import build_model, place_model
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import cleanup, init_distributed
 from utils.files.embeddings_file import save_embeddings
-from utils.evaluation.inference import InferenceSettings, predict, predict_variable_clips
+from utils.evaluation.inference import InferenceSettings, predict
 from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import format_metrics, regression_metrics
@@ -106,8 +106,8 @@ def score(opt, model, regressor, dataset, all_clips, dist, amp):
     seconds, result_all, seconds_all = time.perf_counter() - start, None, None
     if all_clips is not None:
         start = time.perf_counter()
-        result_all = predict_variable_clips(model, regressor, all_clips, dist, settings,
-                                            progress=progress("the all-clips pass", "all clips"))
+        result_all = predict(model, regressor, all_clips, dist, settings,
+                             progress=progress("the all-clips pass", "all clips"))
         seconds_all = time.perf_counter() - start
         if result_all["names"] != result["names"]:
             raise RuntimeError("the all-clips pass scored other videos than the three-clip pass")
@@ -196,9 +196,7 @@ def main(argv=None):
     if dist.is_main:
         check_writable_folder(out_dir)
     log = setup_logger(os.path.join(out_dir, "test.log"), dist.is_main)
-    model, regressor = model.to(dist.device), regressor.to(dist.device)
-    if opt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model, regressor = place_model(model, dist.device, opt.channels_last), place_model(regressor, dist.device)
     log.info(f"Checkpoint {opt.pretrained_weights} (epoch {weights.content.get('epoch')}), device {dist.device}, "
              f"AMP {amp or 'off (fp32)'}")
     if dataset.frames != opt.frames:

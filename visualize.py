@@ -43,7 +43,7 @@ from datasets import EchoNetAllClips, EchoNetTest, decode_video, num_starts
 from datasets.clips import cut_clips, denormalise
 from datasets.sources.any_video import DEFAULT_FPS, expand_inputs, load_echo_video, parse_crop
 from datasets.video import SIZE
-from models import build_model, load_weights, read_weights, require_kind
+from models import build_model, load_weights, place_model, read_weights, require_kind
 from utils.evaluation import projection
 from utils.evaluation.grad_cam import grad_cam
 from utils.pictures.cam import save_cam_strip, write_cam_video
@@ -51,7 +51,7 @@ from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import init_distributed
 from utils.files.embeddings_file import load_embeddings, save_embeddings
 from utils.script.errors import BadInputError, UserError
-from utils.evaluation.inference import InferenceSettings, predict, predict_variable_clips
+from utils.evaluation.inference import InferenceSettings, predict
 from utils.files.atomic import atomic_open, atomic_write_json, check_writable_folder
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import regression_metrics
@@ -214,9 +214,8 @@ def read_embedding_inputs(opt):
         for path in checkpoints:  # each one is a CoReEcho checkpoint that fits the model (or names the --model)
             require_kind(job.weights[path], ("coreecho",))
             load_weights(model, regressor, job.weights[path])
-        job.model, job.regressor = model.to(dist.device), regressor.to(dist.device)
-        if opt.channels_last:
-            job.model = job.model.to(memory_format=torch.channels_last_3d)
+        job.model = place_model(model, dist.device, opt.channels_last)
+        job.regressor = place_model(regressor, dist.device)
     return job
 
 
@@ -253,9 +252,8 @@ def embed_checkpoint(opt, job, path, label):
         job.log.warning(f"{path} was trained on clips of {trained_clip[0]} frames every {trained_clip[1]}; "
                         f"embedding with {opt.frames} every {opt.frequency}")
     start = time.perf_counter()
-    score = predict if opt.clips == "three" else predict_variable_clips
     settings = InferenceSettings(job.amp, opt.channels_last, max_videos=opt.batch_size, num_workers=opt.num_workers)
-    result = score(job.model, job.regressor, job.dataset, job.dist, settings)
+    result = predict(job.model, job.regressor, job.dataset, job.dist, settings)
     meta = embedding_meta(opt, job, path)
     data = {"names": result["names"], "ef": result["labels"], "embeddings": result["embeddings"],
             "predictions": result["predictions"], "meta": meta}
@@ -367,7 +365,7 @@ def cam_main(opt):
     model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
                                             depthwise=opt.depthwise)
     checkpoint = weights.content
-    model, regressor = model.to(dist.device), regressor.to(dist.device)
+    model, regressor = place_model(model, dist.device), place_model(regressor, dist.device)
 
     check_writable_folder(opt.output_dir)
     log = setup_logger(os.path.join(opt.output_dir, "visualize.log"))

@@ -15,7 +15,7 @@ from models import get_shallow_mlp_head
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
 from utils.engine.distributed import barrier, wrap_ddp
 from utils.evaluation.folds import patient_folds
-from utils.evaluation.inference import InferenceSettings, predict_variable_clips
+from utils.evaluation.inference import InferenceSettings, predict
 from utils.evaluation.metrics import scores
 from utils.files.atomic import atomic_write_json
 from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, unwrap
@@ -27,7 +27,7 @@ from .experiment import build_encoder
 
 
 class ClassProbability(nn.Module):
-    """A 2-logit head seen as one output per clip, the class-1 probability (for predict_variable_clips)."""
+    """A 2-logit head seen as one output per clip, the class-1 probability (for inference.predict)."""
 
     def __init__(self, head):
         super().__init__()
@@ -42,7 +42,7 @@ def evaluate_videos(model, head, dataset, task, run, opt):
     start_time = time.perf_counter()
     scorer = unwrap(head) if task == "regression" else ClassProbability(unwrap(head))
     settings = InferenceSettings(run.amp, opt.channels_last, max_videos=opt.batch_size, num_workers=opt.num_workers)
-    result = predict_variable_clips(model, scorer, dataset, run.dist, settings)
+    result = predict(model, scorer, dataset, run.dist, settings)
     metrics = scores(task, result["predictions"], result["labels"])
     metrics["error"] = metrics["mae"] if task == "regression" else metrics["log_loss"]
     if task == "classification":

@@ -8,11 +8,11 @@ from typing import Optional
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import Subset
 
 from utils.engine.amp import autocast, prepare_batch
 from utils.engine.distributed import gather_objects
-from utils.engine.loaders import WORKER_CONTEXT, batches, worker_init
+from utils.engine.loaders import batches, video_loader
 from utils.evaluation.metrics import regression_metrics
 from utils.files.checkpoint import unwrap
 
@@ -26,7 +26,7 @@ class InferenceSettings:
     channels_last: bool = False
     max_videos: Optional[int] = None
     max_clips: Optional[int] = None
-    num_workers: int = 0  # data-loader workers of predict / predict_variable_clips
+    num_workers: int = 0  # data-loader workers of predict
 
 
 @torch.no_grad()
@@ -76,74 +76,43 @@ def infer_videos(model, items, device, settings=InferenceSettings(), regressor=N
             begin = end
 
 
-def _score_videos(model, regressor, dataset, dist, settings, progress):
-    """Rows (index, name, label, clip predictions [n_clips], clip embeddings [n_clips, d], starts [n_clips])
-    of every video of `dataset`, in dataset order, gathered from all ranks."""
+def predict(model, regressor, dataset, dist, settings=InferenceSettings(max_videos=8), progress=None):
+    """Score every video of a dataset whose items hold `image` [n_clips, 3, T, H, W] (n_clips may differ between
+    videos, e.g. datasets.echonet.EchoNetAllClips), every video once across the ranks. `progress(iterable, total)`
+    may wrap the videos (a progress bar).
+
+    Returns a dict in dataset order: names, labels [N], n_clips [N], predictions [N] and embeddings [N, d] (means
+    over each video's clips), and per clip clip_predictions [N, n_clips], clip_embeddings [N, n_clips, d] and
+    starts [N, n_clips]: arrays when every video has the same number of clips, else lists of N arrays.
+    """
     model, regressor = unwrap(model).eval(), unwrap(regressor).eval()
     # Ranks take interleaved videos without padding, so nothing is duplicated or dropped.
     my_indices = list(range(dist.rank, len(dataset), dist.world_size))
-    # One video per item (any number of clips). Own generator: the workers' base seed is not drawn from the
-    # global RNG (see engine.loaders.make_loader).
-    loader = DataLoader(Subset(dataset, my_indices), batch_size=None, shuffle=False, num_workers=settings.num_workers,
-                        pin_memory=dist.device.type == "cuda", generator=torch.Generator().manual_seed(0),
-                        worker_init_fn=worker_init,  # a scheduler's SIGTERM: validation ends, then the run saves
-                        multiprocessing_context=WORKER_CONTEXT if settings.num_workers > 0 else None)
+    loader = video_loader(Subset(dataset, my_indices), settings.num_workers, dist.device)
     items = batches(loader)
     items = progress(items, total=len(loader)) if progress else items
     rows = []
     for item, embeddings, clip_predictions in infer_videos(model, items, dist.device, settings, regressor):
         starts = item["starts"].numpy().reshape(-1) if "starts" in item else np.full(len(embeddings), -1)
         rows.append((my_indices[len(rows)], item["name"], float(torch.as_tensor(item["label"]).reshape(-1)[0]),
-                     clip_predictions, embeddings, starts))
+                     np.asarray(clip_predictions, dtype=np.float64), embeddings, starts))
 
     rows = sorted((row for rank_rows in gather_objects(rows) for row in rank_rows), key=lambda row: row[0])
     if [row[0] for row in rows] != list(range(len(dataset))):
         raise RuntimeError("distributed evaluation lost or duplicated videos")
-    return rows
-
-
-def predict(model, regressor, dataset, dist, settings=InferenceSettings(max_videos=8), progress=None):
-    """Score every video of a dataset whose items hold `image` [n_clips, 3, T, H, W], the same n_clips for
-    every video. `progress(iterable, total)` may wrap the videos (a progress bar).
-
-    Returns a dict of arrays in dataset order: names, labels [N], clip_predictions [N, n_clips],
-    predictions [N] (mean over clips), clip_embeddings [N, n_clips, d], embeddings [N, d] (mean over
-    clips), starts [N, n_clips].
-    """
-    rows = _score_videos(model, regressor, dataset, dist, settings, progress)
-    _, names, labels, clip_predictions, embeddings, starts = zip(*rows)
-    clip_predictions = np.stack(clip_predictions).astype(np.float64)
-    clip_embeddings = np.stack(embeddings)
+    _, names, labels, clip_predictions, clip_embeddings, starts = (list(column) for column in zip(*rows))
+    n_clips = np.array([len(p) for p in clip_predictions], dtype=np.int64)
+    if len(set(n_clips)) == 1:  # fixed clips: one array each
+        clip_predictions, clip_embeddings, starts = map(np.stack, (clip_predictions, clip_embeddings, starts))
     return {
-        "names": list(names),
+        "names": names,
         "labels": np.asarray(labels, dtype=np.float64),
-        "clip_predictions": clip_predictions,
-        "predictions": clip_predictions.mean(axis=1),
-        "clip_embeddings": clip_embeddings,
-        "embeddings": clip_embeddings.mean(axis=1),
-        "starts": np.stack(starts),
-    }
-
-
-def predict_variable_clips(model, regressor, dataset, dist, settings=InferenceSettings(max_videos=8),
-                           progress=None):
-    """predict() for datasets whose videos have different numbers of clips (e.g. datasets.echonet.
-    EchoNetAllClips).
-
-    Returns, in dataset order: names, labels [N], n_clips [N], clip_predictions and starts (lists of N
-    arrays [n_clips_i]), predictions [N] (mean over each video's clips), embeddings [N, d] (mean over clips).
-    """
-    rows = _score_videos(model, regressor, dataset, dist, settings, progress)
-    _, names, labels, clip_predictions, embeddings, starts = zip(*rows)
-    clip_predictions = [np.asarray(p, dtype=np.float64) for p in clip_predictions]
-    return {
-        "names": list(names),
-        "labels": np.asarray(labels, dtype=np.float64),
-        "n_clips": np.array([len(p) for p in clip_predictions], dtype=np.int64),
+        "n_clips": n_clips,
         "clip_predictions": clip_predictions,
         "predictions": np.array([p.mean() for p in clip_predictions]),
-        "embeddings": np.stack([e.mean(axis=0) for e in embeddings]),
-        "starts": list(starts),
+        "clip_embeddings": clip_embeddings,
+        "embeddings": np.stack([e.mean(axis=0) for e in clip_embeddings]),
+        "starts": starts,
     }
 
 
