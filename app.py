@@ -45,7 +45,8 @@ from utils.pictures.cam import BROWSER_FORMATS, write_cam_video
 from utils.pictures.plots import plt, video_ef_figure
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError, UserError
-from utils.script.options import parser_with_defaults, positive_int
+from utils.script.options import parser_with_defaults
+from utils.script.validators import positive_int
 
 gr = None  # gradio, imported by main() once GRADIO_TEMP_DIR is set (gradio fixes folders when imported)
 ROOT = Path(__file__).resolve().parent

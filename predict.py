@@ -52,8 +52,9 @@ from utils.files.results_stream import StreamFiles, check_settings, file_stamp, 
 from utils.script.cli import on_interrupt, run_main
 from utils.script.errors import BadInputError
 from utils.script.log import setup_logger
-from utils.script.options import (add_model_args, non_negative_float, non_negative_int, parser_with_defaults,
-                                  positive_int)
+from models.options import add_model_args
+from utils.script.options import parser_with_defaults
+from utils.script.validators import non_negative_float, non_negative_int, positive_int
 
 PREVIEW_FRAMES = 4  # frames shown under the EF curve of --plot
 CSV_COLUMNS = ["file", "ef", "ef_std", "n_clips", "n_frames", "fps", "fps_used", "crop", "error", "notes", "status",

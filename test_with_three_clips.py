@@ -33,7 +33,9 @@ from utils.evaluation.inference import InferenceSettings, predict
 from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import format_metrics, regression_metrics
-from utils.script.options import add_data_and_model_args, non_negative_int, parser_with_defaults, positive_int
+from models.options import add_data_and_model_args
+from utils.script.options import parser_with_defaults
+from utils.script.validators import non_negative_int, positive_int
 from utils.pictures.plots import prediction_figure, save_figure
 from utils.engine.amp import amp_dtype
 from utils.files.weights import weights_label

@@ -17,7 +17,7 @@ from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head
 from utils.script.cli import run_main
 from utils.engine.distributed import all_gather_with_grad, wrap_ddp
-from utils.script.options import training_parser
+from models.options import training_parser
 from utils.training.run import Run
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
 

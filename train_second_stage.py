@@ -13,7 +13,7 @@ from datasets import EchoNet, EchoNetFixedClips
 from models import build_model
 from utils.script.cli import run_main
 from utils.engine.distributed import wrap_ddp
-from utils.script.options import training_parser
+from models.options import training_parser
 from utils.training.run import Run
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
 

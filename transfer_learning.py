@@ -75,8 +75,9 @@ from utils.files.atomic import check_writable_folder
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError
 from utils.script.log import FILE_ONLY, setup_logger
-from utils.script.options import (add_model_args, non_negative_float, non_negative_int, parser_with_defaults,
-                                  positive_float, positive_int)
+from models.options import add_model_args
+from utils.script.options import parser_with_defaults
+from utils.script.validators import non_negative_float, non_negative_int, positive_float, positive_int
 
 DEFAULT_FOLDS = {"camus": CAMUS_FOLDS, "hmcqu": HMCQU_FOLDS, "folder": 5}
 

@@ -37,7 +37,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from datasets import EchoNetAllClips, EchoNetTest, decode_video, num_starts
 from datasets.clips import cut_clips, denormalise
@@ -55,8 +54,9 @@ from utils.evaluation.inference import InferenceSettings, predict
 from utils.files.atomic import atomic_open, atomic_write_json, check_writable_folder
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import regression_metrics
-from utils.script.options import (HelpWithDefaults, add_data_and_model_args, add_model_args, non_negative_int,
-                           parser_with_defaults, positive_int)
+from models.options import add_data_and_model_args, add_model_args
+from utils.script.options import HelpWithDefaults, parser_with_defaults
+from utils.script.validators import non_negative_int, positive_int
 from utils.evaluation.projection import METHOD_NAMES
 from utils.pictures.plots import checkpoint_embedding_figure, save_figure
 from utils.evaluation.representation import format_representation_metrics, representation_metrics

@@ -102,7 +102,7 @@ def supported_flags() -> set:
     """The optional flags the training scripts list in --help (some arrive later than this benchmark)."""
     wanted = ("--depthwise", "--channels_last", "--cache_dir", "--compile", "--amp")
     try:
-        from utils.script.options import training_parser
+        from models.options import training_parser
         help_text = training_parser(stage=1).format_help()
     except Exception:  # noqa: BLE001 - the options module changed: ask the script itself
         help_text = subprocess.run([sys.executable, "train_first_stage.py", "--help"], cwd=REPO,

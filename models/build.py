@@ -29,6 +29,7 @@ _BUILDERS = {
     'uniformer_base': uniformer_base,
     'uniformer_tiny': uniformer_tiny,
 }
+MODEL_NAMES = tuple(_BUILDERS)  # the --model choices (models/options.py)
 _WRAPPER_KEYS = ('model', 'state_dict', 'model_state')  # where training checkpoints keep the weights
 KINETICS_CLASSES = 400
 KIND_NAMES = {'coreecho': 'CoReEcho', 'kinetics400': 'Kinetics-400', 'none': 'random init'}

@@ -7,9 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from models import get_feature_extractor, uniformer_tiny
-from models.uniformer import DEPTHWISE_CHOICES, DepthwiseConv3d
+from models.uniformer import DepthwiseConv3d
 from utils.engine.amp import autocast
-from utils.script.options import DEPTHWISE
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no GPU"))]
 
@@ -134,7 +133,6 @@ def test_feature_extractor_forwards_the_choice_and_rejects_unknown_ones():
     model = get_feature_extractor("uniformer_tiny", depthwise="conv2d")
     assert model.blocks1[0].attn.impl == "conv2d" and model.blocks3[0].pos_embed.impl == "conv2d"
     assert get_feature_extractor("uniformer_tiny").blocks1[0].attn.impl == "conv3d"
-    assert DEPTHWISE_CHOICES == DEPTHWISE  # the command-line choices are the model's
     with pytest.raises(ValueError, match="depthwise"):
         uniformer_tiny(depthwise="conv1d")
 

@@ -19,7 +19,8 @@ from utils.engine.loaders import ResumableSampler, batches, make_loader
 from utils.files.checkpoint import load_checkpoint
 from utils.script.cli import (Interrupted, defer_sigterm, on_interrupt, run_main, sigterm_pending, worker_death,
                               worker_death_hint)
-from utils.script.options import add_model_args, parser_with_defaults, training_parser
+from models.options import add_model_args, training_parser
+from utils.script.options import parser_with_defaults
 
 OOM_LINE = ("error: DataLoader worker (pid 14841) was killed by SIGKILL, most likely by the out-of-memory killer: "
             "lower --num_workers or --batch_size, use --cache_dir (no decoding) or give the job more memory")

@@ -5,7 +5,8 @@ import shlex
 
 import test_with_three_clips
 from conftest import REPO_ROOT
-from utils.script.options import run_name, training_parser
+from models.options import training_parser
+from utils.script.options import run_name
 
 
 def readme_commands():

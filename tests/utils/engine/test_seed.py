@@ -1,7 +1,7 @@
 """utils/engine/seed.py: --deterministic selects deterministic cuDNN (and no benchmark mode)."""
 import torch
 
-from utils.script.options import training_parser
+from models.options import training_parser
 
 
 def test_deterministic_flag_selects_deterministic_cudnn():

@@ -1,9 +1,12 @@
-"""utils/script/options.py: the scripts' option parsers: fp32 by default, the extra flags, bad values rejected in
-one usage line, and every default shown in --help. (The README's commands: tests/scripts/test_readme_commands.py.)"""
+"""models/options.py: the scripts' option parsers: fp32 by default, the extra flags, the models' own choices, bad
+values rejected in one usage line, and every default shown in --help (utils/script/options.py's formatter). (The
+README's commands: tests/scripts/test_readme_commands.py.)"""
 import pytest
 
 import test_with_three_clips
-from utils.script.options import training_parser
+from models import get_feature_extractor
+from models.options import training_parser
+from models.uniformer import DEPTHWISE_CHOICES
 
 
 def test_fp32_is_the_default_of_every_script():
@@ -22,6 +25,13 @@ def test_extra_flags():
     assert opt.depthwise == "auto"
     explicit = training_parser(1).parse_args(["--frames", "8", "--frequency", "2", "--resume", "x/last.pth"])
     assert explicit.resume == "x/last.pth"
+
+
+def test_model_and_depthwise_choices_are_the_models_own():
+    actions = {action.dest: action for action in training_parser(1)._actions}
+    assert actions["depthwise"].choices == DEPTHWISE_CHOICES
+    for name in actions["model"].choices:  # every choice builds
+        get_feature_extractor(name)
 
 
 @pytest.mark.parametrize("flags, message", [
