@@ -28,14 +28,15 @@ from pathlib import Path
 import numpy as np
 
 from utils.files.atomic import atomic_open
+from utils.files.identity import file_stamp
 
 from .video import decode_video
 
 
 def cache_key(video_path: str | os.PathLike) -> str:
     """`<stem>.<size>.<mtime_ns>`: changes whenever the source file is rewritten or touched."""
-    stat = os.stat(video_path)
-    return f"{Path(video_path).stem}.{stat.st_size}.{stat.st_mtime_ns}"
+    size, mtime_ns = file_stamp(video_path)
+    return f"{Path(video_path).stem}.{size}.{mtime_ns}"
 
 
 def colour_table(video: np.ndarray) -> np.ndarray | None:

@@ -17,8 +17,8 @@ import numpy as np
 from utils.script.errors import BadInputError, MissingInputError, UserError
 from utils.files.atomic import atomic_open
 
+from .filelist import with_avi
 from .tables import read_csv_file
-from .text import with_avi
 
 
 class UnsafePickleError(UserError, pickle.UnpicklingError):

@@ -6,9 +6,7 @@ import os
 
 import pandas as pd
 
-from utils.script.errors import BadInputError
-
-from .text import one_line
+from utils.script.errors import BadInputError, one_line
 
 
 def read_csv_file(path: str | os.PathLike, expected: str = "", **read_csv_args) -> pd.DataFrame:

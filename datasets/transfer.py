@@ -29,10 +29,12 @@ import numpy as np
 import torch
 
 from utils.files.atomic import atomic_open
+from utils.files.identity import file_stamp
 from utils.script.errors import BadInputError
 
 from .cache import read_cache_entry
 from .clips import MEAN, PAD, STD, clip_grid, cut_clips, num_starts
+from .epoch_seed import SeededEpochs
 from .sources import camus, label_folder
 from .sources.any_video import load_echo_video, resample_frames
 
@@ -73,8 +75,7 @@ def folder_videos(root, labels_file=label_folder.LABELS_FILE) -> list[Video]:
 
 def file_identity(path):
     """[real path, size, modification time in ns]: changes whenever the file is replaced or touched."""
-    stat = os.stat(path)
-    return [os.path.realpath(path), stat.st_size, stat.st_mtime_ns]
+    return [os.path.realpath(path), *file_stamp(path)]
 
 
 def digest(obj, length=24):
@@ -104,27 +105,27 @@ class ClipSpec:
                 "cycle": None if video.cycle is None else list(video.cycle)}
 
 
-def _decode(video: Video, spec: ClipSpec) -> np.ndarray:
+def _decode(video: Video, clip_spec: ClipSpec) -> np.ndarray:
     """The model's frames of a whole video, or of its annotated cycle (cut at the native rate, then resampled)."""
     if video.cycle is None:
-        return load_echo_video(video.path, spec.crop, spec.target_fps)[0]
-    frames, info = load_echo_video(video.path, spec.crop, 0)  # the sector is found over the whole recording
+        return load_echo_video(video.path, clip_spec.crop, clip_spec.target_fps)[0]
+    frames, info = load_echo_video(video.path, clip_spec.crop, 0)  # the sector is found over the whole recording
     first, last = video.cycle
     if last > len(frames):
         raise BadInputError(f"{video.path} has {len(frames)} frames but its annotated cycle ends at frame {last} "
                             "(--hmcqu_frames all uses the whole recording)")
-    return resample_frames(frames[first - 1:last], info.source_fps, spec.target_fps)[0]
+    return resample_frames(frames[first - 1:last], info.source_fps, clip_spec.target_fps)[0]
 
 
-def decoded_frames(video: Video, spec: ClipSpec, frame_cache) -> np.ndarray:
-    """uint8 RGB [F, 112, 112, 3]: CAMUS's ED->ES clip (F = spec.frames), or a decoded video or cycle (kept in
+def decoded_frames(video: Video, clip_spec: ClipSpec, frame_cache) -> np.ndarray:
+    """uint8 RGB [F, 112, 112, 3]: CAMUS's ED->ES clip (F = clip_spec.frames), or a decoded video or cycle (kept in
     frame_cache/, grey as one channel, so fine-tune epochs and further checkpoints skip decoding)."""
     if video.camus is not None:
-        return np.repeat(camus.load_frames(video.camus, spec.frames)[..., None], 3, axis=-1)
-    path = Path(frame_cache) / f"{digest([file_identity(video.path), spec.decoding(video)])}.npy"
+        return np.repeat(camus.load_frames(video.camus, clip_spec.frames)[..., None], 3, axis=-1)
+    path = Path(frame_cache) / f"{digest([file_identity(video.path), clip_spec.decoding(video)])}.npy"
     stored = read_cache_entry(path)
     if stored is None:
-        frames = _decode(video, spec)
+        frames = _decode(video, clip_spec)
         grey = (frames[..., :1] == frames).all()
         stored = frames[..., :1] if grey else frames
         with atomic_open(path, "wb", fsync=False) as f:  # a lost entry is decoded again
@@ -165,60 +166,53 @@ def affine_frames(frames: np.ndarray, angle: float, shift, scale: float) -> np.n
                      for frame in frames])
 
 
-def clip_protocol(video: Video, n_frames: int, spec: ClipSpec):
+def clip_protocol(video: Video, n_frames: int, clip_spec: ClipSpec):
     """(starts, frequency) of a video's clips: CAMUS its one resampled clip, others the whole-video grid."""
     if video.camus is not None:
         return np.zeros(1, np.int64), 1
-    return clip_grid(n_frames, spec.frames, spec.frequency, spec.clip_stride), spec.frequency
+    return clip_grid(n_frames, clip_spec.frames, clip_spec.frequency, clip_spec.clip_stride), clip_spec.frequency
 
 
 class VideoClips(torch.utils.data.Dataset):
     """Every clip of each video: dict(index, name, image float32 [n_clips, 3, frames, 112, 112], starts, label)."""
 
-    def __init__(self, videos, spec: ClipSpec, frame_cache):
-        self.videos, self.spec, self.frame_cache = list(videos), spec, frame_cache
+    def __init__(self, videos, clip_spec: ClipSpec, frame_cache):
+        self.videos, self.clip_spec, self.frame_cache = list(videos), clip_spec, frame_cache
 
     def __len__(self):
         return len(self.videos)
 
     def __getitem__(self, index):
         video = self.videos[index]
-        frames = decoded_frames(video, self.spec, self.frame_cache)
-        starts, frequency = clip_protocol(video, len(frames), self.spec)
-        clips = normalised(cut_clips(frames, starts, self.spec.frames, frequency), self.spec.normalisation)
+        frames = decoded_frames(video, self.clip_spec, self.frame_cache)
+        starts, frequency = clip_protocol(video, len(frames), self.clip_spec)
+        clips = normalised(cut_clips(frames, starts, self.clip_spec.frames, frequency), self.clip_spec.normalisation)
         return {"index": index, "name": video.name, "image": clips, "starts": torch.from_numpy(starts),
                 "label": torch.tensor([video.label], dtype=torch.float32)}
 
 
-class TrainClips(VideoClips):
-    """One clip per video at a random start, augmented by `spec.aug` (none; shift: the EchoNet training clips'
-    6-pixel pad-and-crop; affine: `affine_parameters` / `affine_frames`, one draw for all frames of the clip),
-    drawn from (seed, epoch, index): the same for any number of workers or processes."""
+class TrainClips(SeededEpochs, VideoClips):
+    """One clip per video at a random start, augmented by `clip_spec.aug` (none; shift: the EchoNet training
+    clips' 6-pixel pad-and-crop; affine: `affine_parameters` / `affine_frames`, one draw for all frames of the
+    clip), drawn from (seed, epoch, index): the same for any number of workers or processes (epoch_seed.py)."""
 
-    def __init__(self, videos, spec: ClipSpec, frame_cache):
-        super().__init__(videos, spec, frame_cache)
-        self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()  # seen by persistent workers
-
-    def set_epoch(self, epoch):
-        self._epoch.fill_(int(epoch))
-
-    def generator(self, index) -> torch.Generator:
-        """The random stream of item `index` in the current epoch: its start, then its augmentation."""
-        seed = np.random.SeedSequence([self.spec.seed, int(self._epoch), index]).generate_state(1, np.uint64)[0]
-        return torch.Generator().manual_seed(int(seed))
+    def __init__(self, videos, clip_spec: ClipSpec, frame_cache):
+        super().__init__(videos, clip_spec, frame_cache)
+        self.seed = clip_spec.seed
+        self._share_epoch()
 
     def __getitem__(self, index):
-        video, spec = self.videos[index], self.spec
-        frames = decoded_frames(video, spec, self.frame_cache)
-        _, frequency = clip_protocol(video, len(frames), spec)
-        generator = self.generator(index)
-        start = int(torch.randint(num_starts(len(frames), spec.frames, frequency), (1,), generator=generator))
-        if spec.aug == "affine":  # the clip's frames (black past the end, as the zero-padding), then warped
-            rows = start + frequency * np.arange(spec.frames)
-            clip = np.zeros((spec.frames, *frames.shape[1:]), np.uint8)
+        video, clip_spec = self.videos[index], self.clip_spec
+        frames = decoded_frames(video, clip_spec, self.frame_cache)
+        _, frequency = clip_protocol(video, len(frames), clip_spec)
+        generator = self.item_generator(index)  # its start, then its augmentation
+        start = int(torch.randint(num_starts(len(frames), clip_spec.frames, frequency), (1,), generator=generator))
+        if clip_spec.aug == "affine":  # the clip's frames (black past the end, as the zero-padding), then warped
+            rows = start + frequency * np.arange(clip_spec.frames)
+            clip = np.zeros((clip_spec.frames, *frames.shape[1:]), np.uint8)
             clip[rows < len(frames)] = frames[rows[rows < len(frames)]]
             frames, start, frequency = affine_frames(clip, *affine_parameters(generator, clip.shape[2])), 0, 1
         # shift: zero-pad by PAD pixels and crop 112x112 at one offset for all frames
-        offsets = [torch.randint(2 * PAD + 1, (2,), generator=generator).tolist()] if spec.aug == "shift" else None
-        image = normalised(cut_clips(frames, [start], spec.frames, frequency, offsets), spec.normalisation)[0]
+        offsets = [torch.randint(2 * PAD + 1, (2,), generator=generator).tolist()] if clip_spec.aug == "shift" else None
+        image = normalised(cut_clips(frames, [start], clip_spec.frames, frequency, offsets), clip_spec.normalisation)[0]
         return {"name": video.name, "image": image, "label": torch.tensor([video.label], dtype=torch.float32)}

@@ -127,9 +127,9 @@ def test_augmentation_shifts_the_whole_clip_with_zero_padding(indexed_echonet):
 def test_crop_offsets_cover_exactly_0_to_12(indexed_echonet):
     ds = EchoNet(indexed_echonet, "train", frames=4, frequency=2, aug=True, seed=0)
     generator = torch.Generator().manual_seed(0)
-    offsets = np.array([ds._random_offset(generator) for _ in range(2000)])
+    offsets = np.array([ds._crop_offset(generator) for _ in range(2000)])
     assert set(offsets[:, 0]) == set(range(13)) and set(offsets[:, 1]) == set(range(13))
-    assert EchoNet(indexed_echonet, "train", frames=4, frequency=2, aug=False)._random_offset(generator) is None
+    assert EchoNet(indexed_echonet, "train", frames=4, frequency=2, aug=False)._crop_offset(generator) is None
 
 
 def test_rnc_views_differ_but_come_from_one_decode(indexed_echonet, monkeypatch):

@@ -63,18 +63,18 @@ def test_affine_parameters_are_the_released_ranges():
 
 def test_train_clips_affine_camus_normalisation_per_seed_epoch_index(tmp_path):
     videos = camus_videos(make_synthetic_camus(tmp_path / "camus", n=2, seed=6), ("4CH",))
-    spec = ClipSpec(frames=8, frequency=4, clip_stride=16, seed=3, aug="affine", normalisation="camus")
-    clips = TrainClips(videos, spec, tmp_path / "frames")
+    clip_spec = ClipSpec(frames=8, frequency=4, clip_stride=16, seed=3, aug="affine", normalisation="camus")
+    clips = TrainClips(videos, clip_spec, tmp_path / "frames")
     item = clips[1]
     assert torch.equal(clips[1]["image"], item["image"])  # the same draw every time
     pixels = item["image"].numpy() * CAMUS_STD + CAMUS_MEAN  # back to 0..255 with the released statistics
     assert np.abs(pixels - np.rint(pixels)).max() < 1e-3 and pixels.min() > -1e-3 and pixels.max() < 255.001
-    generator = clips.generator(1)
+    generator = clips.item_generator(1)
     torch.randint(1, (1,), generator=generator)  # the start (one valid start: the CAMUS clip is 8 frames)
     grey = camus.load_frames(videos[1].camus, 8)
     warped = affine_frames(grey[..., None], *affine_parameters(generator, 112))[..., 0]
     assert np.allclose(pixels, warped[None], atol=1e-3) and not np.array_equal(warped, grey)
     clips.set_epoch(1)
     assert not torch.equal(clips[1]["image"], item["image"])  # another epoch, another draw
-    plain = VideoClips(videos, replace(spec, normalisation="echonet"), tmp_path / "frames")[1]["image"][0]
+    plain = VideoClips(videos, replace(clip_spec, normalisation="echonet"), tmp_path / "frames")[1]["image"][0]
     assert torch.equal(plain, cut_clips(np.repeat(grey[..., None], 3, axis=-1), [0], 8, 1)[0])  # EchoNet mean / std

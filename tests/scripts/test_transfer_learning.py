@@ -319,8 +319,8 @@ def test_camus_finetune_defaults_to_the_released_protocol(tmp_path, monkeypatch)
     assert all(v.endswith("_4CH") for v in pd.read_csv(tmp_path / "out" / "predictions.csv")["video"])
     assert len(seen) == 2 * 2  # 2 folds x 2 training videos (of 3 training patients, 1 chooses best.pth)
     for clips, index, item in seen:
-        assert (clips.spec.normalisation, clips.spec.aug) == ("camus", "affine")
-        generator = clips.generator(index)
+        assert (clips.clip_spec.normalisation, clips.clip_spec.aug) == ("camus", "affine")
+        generator = clips.item_generator(index)
         torch.randint(1, (1,), generator=generator)  # the start (a CAMUS video is one clip)
         grey = camus.load_frames(clips.videos[index].camus, 4)
         warped = affine_frames(grey[..., None], *affine_parameters(generator, 112))[..., 0]

@@ -28,3 +28,14 @@ class OutputError(UserError, OSError):
 
 class NonFiniteLossError(UserError, RuntimeError):
     """A loss (or the model's predictions) became NaN or inf; training stops before anything is saved."""
+
+
+def first_few(items, k: int = 5) -> str:
+    """The first `k` items, comma separated, with ', ...' when there are more (for an error message)."""
+    items = [str(item) for item in items]
+    return ", ".join(items[:k]) + (", ..." if len(items) > k else "")
+
+
+def one_line(error: BaseException) -> str:
+    """An exception's message on one line (its type's name when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
