@@ -263,9 +263,10 @@ def start(opt, argv, dist):
     log = setup_logger(output_dir / "transfer.log", dist.is_main)
     videos = list_videos(opt, log)
     task = decide_task(opt, videos)
-    spec = ClipSpec(opt.frames, opt.frequency, opt.clip_stride, opt.crop, opt.target_fps, opt.seed, opt.aug,
-                    opt.normalisation)
-    exp = Experiment(opt, log, dist, videos, task, make_folds(opt, videos, task), spec, amp_dtype(opt.amp, dist.device))
+    clip_spec = ClipSpec(opt.frames, opt.frequency, opt.clip_stride, opt.crop, opt.target_fps, opt.seed, opt.aug,
+                         opt.normalisation)
+    exp = Experiment(opt, log, dist, videos, task, make_folds(opt, videos, task), clip_spec,
+                     amp_dtype(opt.amp, dist.device))
     checkpoints = name_checkpoints([read_checkpoint(given, opt) for given in opt.pretrained_weights])
     log.info(f"transfer_learning.py {' '.join(sys.argv[1:] if argv is None else map(str, argv))}")
     log.info("Options:\n" + "\n".join(f"  {key}: {value}" for key, value in vars(opt).items()), extra=FILE_ONLY)

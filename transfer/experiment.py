@@ -66,7 +66,7 @@ class Experiment:
     videos: list
     task: str
     folds: list
-    spec: ClipSpec
+    clip_spec: ClipSpec  # how its videos are cut into clips (a `spec` is a weights spec, models.build)
     amp: object = None
     patients: list = field(init=False)
     labels: np.ndarray = field(init=False)
@@ -74,6 +74,11 @@ class Experiment:
     def __post_init__(self):
         self.patients = [v.patient for v in self.videos]
         self.labels = np.array([v.label for v in self.videos], dtype=np.float64)
+
+    @property
+    def spec(self) -> ClipSpec:
+        """transfer/finetune.py's name for `clip_spec`, until that file follows the rename."""
+        return self.clip_spec
 
     def indices(self, patients):
         return sample_indices(self.patients, patients)

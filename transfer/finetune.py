@@ -51,7 +51,7 @@ def evaluate_videos(model, head, dataset, task, run, opt):
 
 
 def inner_split(exp, fold):
-    """The fold's training patients split again: best.pth is chosen on `inner.val`, trained on `inner.train`."""
+    """The fold's training patients split again: best.pth is chosen on `inner.test`, trained on `inner.train`."""
     opt, train = exp.opt, exp.indices(fold.train)
     n_inner = min(max(2, round(1 / opt.finetune_val_fraction)), len(fold.train))
     try:  # at least 2 training patients are needed
@@ -67,7 +67,7 @@ def fold_fingerprint(exp, checkpoint, fold, inner):
     """Everything that makes a fold's results: --resume continues a fold only when none of it changed."""
     opt = exp.opt
     return {"checkpoint": checkpoint.identity, "clips": exp.spec.settings(exp.videos[0]), "task": exp.task,
-            "model": opt.model, "test_patients": list(fold.val), "inner_val_patients": list(inner.val),
+            "model": opt.model, "test_patients": list(fold.test), "inner_val_patients": list(inner.test),
             "seed": opt.seed, "learning_rate": opt.learning_rate, "weight_decay": opt.weight_decay,
             "batch_size": opt.batch_size, "aug": opt.aug, "amp": opt.amp, "depthwise": opt.depthwise,
             # the data: a relabelled or replaced video makes the fold's results another experiment
@@ -156,8 +156,8 @@ def finetune_fold(exp, checkpoint, fold):
         return done
     frame_cache = Path(opt.cache_dir) / "frames"
     train_set = TrainClips([exp.videos[i] for i in exp.indices(inner.train)], exp.spec, frame_cache)
-    inner_val = VideoClips([exp.videos[i] for i in exp.indices(inner.val)], exp.spec, frame_cache)
-    test_set = VideoClips([exp.videos[i] for i in exp.indices(fold.val)], exp.spec, frame_cache)
+    inner_val = VideoClips([exp.videos[i] for i in exp.indices(inner.test)], exp.spec, frame_cache)
+    test_set = VideoClips([exp.videos[i] for i in exp.indices(fold.test)], exp.spec, frame_cache)
     # Run counts epochs 0..opt.epochs as the training stages do: --epochs N passes are epochs 0..N-1.
     run_opt = argparse.Namespace(**{**vars(opt), "trial": opt.seed, "epochs": opt.epochs - 1, "wandb": False,
                                     "save_root": str(folder.parent), "resume": "auto" if opt.resume else None})
@@ -166,7 +166,7 @@ def finetune_fold(exp, checkpoint, fold):
     if run.is_main:
         atomic_write_json({"settings": fingerprint}, folder / "fold.json")
     log.info(f"{checkpoint.label} fold {fold.index}: fine-tuning on {len(train_set)} videos, best.pth chosen on "
-             f"{len(inner_val)} videos of {len(inner.val)} training patients, tested on {len(test_set)} videos")
+             f"{len(inner_val)} videos of {len(inner.test)} training patients, tested on {len(test_set)} videos")
     model, head, best_epoch = train_fold(exp, checkpoint, run, train_set, inner_val)
     metrics, result, seconds = evaluate_videos(model, head, test_set, exp.task, run, opt)
     if result["names"] != [v.name for v in test_set.videos]:
@@ -186,6 +186,6 @@ def finetuned_outputs(exp, checkpoint):
     """(outputs per video, seconds per fold) of encoder + head fine-tuned per fold."""
     outputs, fold_seconds = np.full(len(exp.videos), np.nan), {}
     for fold in exp.folds:
-        outputs[exp.indices(fold.val)], fold_seconds[fold.index] = finetune_fold(exp, checkpoint, fold)
+        outputs[exp.indices(fold.test)], fold_seconds[fold.index] = finetune_fold(exp, checkpoint, fold)
     on_interrupt(lambda: "interrupted; finished folds are kept: rerun with --resume")
     return outputs, fold_seconds

@@ -6,13 +6,11 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-from torch.utils.data import DataLoader
 
 from datasets.cache import read_cache_entry
-from datasets.sources.video_files import keep_item
 from datasets.transfer import VideoClips, digest, file_identity
-from models import get_shallow_mlp_head
-from utils.engine.loaders import batches
+from models import get_shallow_mlp_head, place_model
+from utils.engine.loaders import batches, video_loader
 from utils.engine.seed import set_seed
 from utils.evaluation.inference import InferenceSettings, infer_videos
 from utils.files.atomic import atomic_open, atomic_write_json
@@ -30,18 +28,16 @@ def embed_videos(exp, checkpoint):
     folder = Path(opt.cache_dir) / f"{checkpoint.weights.kind}-{digest(identity, 20)}"
     if not (folder / "checkpoint.json").is_file():
         atomic_write_json({"spec": checkpoint.weights.spec, **identity}, folder / "checkpoint.json")
-    paths = [folder / f"{digest([[file_identity(f) for f in v.files], exp.spec.settings(v)])}.npy" for v in videos]
+    paths = [folder / f"{digest([[file_identity(f) for f in v.files], exp.clip_spec.settings(v)])}.npy" for v in videos]
     cached = [read_cache_entry(path) for path in paths]
     missing = [i for i, entry in enumerate(cached) if entry is None]
     log.info(f"{checkpoint.label}: {len(videos) - len(missing)} of {len(videos)} videos' embeddings cached in "
              f"{folder}" + (f"; embedding {len(missing)}" if missing else ""))
     if missing:
         device = exp.dist.device
-        model = build_encoder(checkpoint, opt).to(device).eval()
-        if opt.channels_last:
-            model = model.to(memory_format=torch.channels_last_3d)
-        loader = DataLoader(VideoClips([videos[i] for i in missing], exp.spec, Path(opt.cache_dir) / "frames"),
-                            batch_size=None, num_workers=opt.num_workers, collate_fn=keep_item)
+        model = place_model(build_encoder(checkpoint, opt), device, opt.channels_last)
+        loader = video_loader(VideoClips([videos[i] for i in missing], exp.clip_spec, Path(opt.cache_dir) / "frames"),
+                              opt.num_workers, device)
         start_time = time.perf_counter()
         # GPU: the clips of several videos per forward (--batch_size clips); CPU: one video at a time
         settings = InferenceSettings(exp.amp, opt.channels_last, max_clips=opt.batch_size)
@@ -114,7 +110,7 @@ def frozen_outputs(exp, checkpoint):
     outputs, fold_seconds = np.full(len(exp.videos), np.nan), {}
     for fold in exp.folds:
         fold_start = time.perf_counter()
-        train, test = exp.indices(fold.train), exp.indices(fold.val)
+        train, test = exp.indices(fold.train), exp.indices(fold.test)
         features = np.concatenate([embeddings[i] for i in train])
         targets = np.concatenate([np.full(len(embeddings[i]), exp.labels[i]) for i in train])
         predict = fit_head(features, targets, exp.task, opt, exp.dist.device)

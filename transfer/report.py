@@ -47,7 +47,7 @@ def write_csv(table, path):
 
 def fold_scores(exp, outputs):
     """Metrics of every fold's test videos, their mean and SD over the folds, and of all videos pooled."""
-    folds = [scores(exp.task, outputs[exp.indices(f.val)], exp.labels[exp.indices(f.val)]) for f in exp.folds]
+    folds = [scores(exp.task, outputs[exp.indices(f.test)], exp.labels[exp.indices(f.test)]) for f in exp.folds]
     mean, std = mean_and_sd(folds, [key for key, *_ in TABLE_METRICS[exp.task]])
     return folds, mean, std, scores(exp.task, outputs, exp.labels)
 
@@ -55,9 +55,9 @@ def fold_scores(exp, outputs):
 def checkpoint_report(exp, checkpoint, outputs, fold_seconds, computed, seconds):
     """The checkpoint's entry of results.json."""
     folds, mean, std, pooled = fold_scores(exp, outputs)
-    fold_reports = [{"index": f.index, "train_patients": list(f.train), "test_patients": list(f.val),
-                     "n_train_videos": len(exp.videos) - len(exp.indices(f.val)),
-                     "n_test_videos": len(exp.indices(f.val)), "seconds": round(fold_seconds[f.index], 3),
+    fold_reports = [{"index": f.index, "train_patients": list(f.train), "test_patients": list(f.test),
+                     "n_train_videos": len(exp.videos) - len(exp.indices(f.test)),
+                     "n_test_videos": len(exp.indices(f.test)), "seconds": round(fold_seconds[f.index], 3),
                      "metrics": metrics} for f, metrics in zip(exp.folds, folds)]
     exp.log.info(f"{checkpoint.label}: done in {seconds:.1f} s; mean over folds: "
                  + "  ".join(f"{key} {mean[key]:.4g}" for key, *_ in TABLE_METRICS[exp.task]))
@@ -78,7 +78,7 @@ def baseline_report(exp):
     """The same folds scored by a constant: the training fold's mean EF / majority class."""
     outputs = np.full(len(exp.videos), np.nan)
     for fold in exp.folds:
-        test = exp.indices(fold.val)
+        test = exp.indices(fold.test)
         outputs[test] = baseline_outputs(exp.task, exp.labels[exp.indices(fold.train)], len(test))
     folds, mean, std, pooled = fold_scores(exp, outputs)
     label = "training-fold mean" if exp.task == "regression" else "majority class"
@@ -88,7 +88,7 @@ def baseline_report(exp):
 def prediction_rows(exp, checkpoint, outputs):
     fold_of = np.full(len(exp.videos), -1)
     for fold in exp.folds:
-        fold_of[exp.indices(fold.val)] = fold.index
+        fold_of[exp.indices(fold.test)] = fold.index
     classes = exp.task == "classification"
     return [{"checkpoint": checkpoint.label, "fold": int(fold_of[i]), "video": video.name, "patient": video.patient,
              "label": video.label, "prediction": int(outputs[i] >= 0.5) if classes else outputs[i],
@@ -114,7 +114,7 @@ def write_plots(exp, checkpoints, all_outputs):
             figure = prediction_figure(exp.labels, values, title=title)
             save_figure(figure, plots / f"ef_scatter_{checkpoint.folder}.png")
         else:
-            curves = [(f.index, exp.labels[exp.indices(f.val)], values[exp.indices(f.val)]) for f in exp.folds]
+            curves = [(f.index, exp.labels[exp.indices(f.test)], values[exp.indices(f.test)]) for f in exp.folds]
             save_figure(roc_figure(curves, exp.labels, values, title), plots / f"roc_{checkpoint.folder}.png")
 
 
@@ -124,7 +124,7 @@ def write_reports(exp, checkpoints, reports, all_outputs, baseline):
     settings = {**{k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(opt).items()}, "task": exp.task,
                 "n_videos": len(exp.videos), "n_patients": len(set(exp.patients)), "n_folds": len(exp.folds)}
     results = {"settings": settings,
-               "folds": [{"index": f.index, "train_patients": list(f.train), "test_patients": list(f.val)}
+               "folds": [{"index": f.index, "train_patients": list(f.train), "test_patients": list(f.test)}
                          for f in exp.folds],
                "checkpoints": reports, "baseline": baseline}
     atomic_write_json(results, output_dir / "results.json")  # NaN -> null

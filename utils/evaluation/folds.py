@@ -1,10 +1,10 @@
 """Patient-level cross-validation folds, identical for identical inputs.
 
 Every fold splits the PATIENTS (never recordings): a patient's views / recordings all go to the
-same side, so no patient is seen in training and validation at once. Input order never matters
+same side, so no patient is seen in training and testing at once. Input order never matters
 (patients are de-duplicated and sorted first); only `seed` changes a shuffled split.
 
-- contiguous_folds: the released CAMUS protocol. Patients sorted by id, fold k validates on the
+- contiguous_folds: the released CAMUS protocol. Patients sorted by id, fold k tests on the
   k-th contiguous block: with 500 patients and 10 folds, patients[50k : 50k + 50]. Other sizes
   use blocks whose lengths differ by at most one (the longer ones first). seed=None keeps the
   sorted order (the protocol); an int seed shuffles the sorted patients first.
@@ -14,7 +14,7 @@ same side, so no patient is seen in training and validation at once. Input order
   A patient with several recordings takes its largest label (MI if any recording is MI).
 
 `patient_folds` picks one of the two (stratified for classes); each Fold holds sorted tuples `train` and
-`val`; `sample_indices` maps them back to samples.
+`test` (its held-out patients); `sample_indices` maps them back to samples.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ HMCQU_FOLDS = 5
 class Fold:
     index: int
     train: tuple[str, ...]
-    val: tuple[str, ...]
+    test: tuple[str, ...]  # held out: scored by the model trained on `train`
 
 
 def _n_folds(n_folds, n_patients: int) -> int:
@@ -49,7 +49,7 @@ def _folds(fold_by_patient: dict[str, int], n_folds: int) -> list[Fold]:
 
 
 def contiguous_folds(patients: Sequence[str], n_folds: int = CAMUS_FOLDS, seed: int | None = None) -> list[Fold]:
-    """Fold k validates on the k-th contiguous block of the sorted (optionally shuffled) patients."""
+    """Fold k tests on the k-th contiguous block of the sorted (optionally shuffled) patients."""
     order = sorted({str(p) for p in patients})
     n_folds = _n_folds(n_folds, len(order))
     if seed is not None:
