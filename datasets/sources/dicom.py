@@ -15,10 +15,9 @@ from typing import Iterator
 
 import numpy as np
 
-from utils.script.errors import BadInputError
+from utils.script.errors import BadInputError, one_line
 from utils.script.validators import positive_or_none
 
-from ..text import one_line
 
 DICOM_EXTENSIONS = (".dcm", ".dicom")
 MIN_FRAMES = 2  # a single image has no motion and is no video
