@@ -1,20 +1,13 @@
-"""Data for CoReEcho: EchoNet-Dynamic, any echo video, the transfer sources, and synthetic stand-ins for them.
+"""Data for CoReEcho: EchoNet-Dynamic, the transfer sources, and synthetic stand-ins for them.
 
-- `echonet`: the EchoNet-Dynamic datasets of the released code, `EchoNet` (one random clip per video),
-  `EchoNetRNC` (two views, stage 1), `EchoNetFixedClips` (validation), `EchoNetTest` (the test split at the
-  released start indexes), plus `EchoNetAllClips` (every video's grid of clips).
-- `clips`: the one clip cutter of every dataset: valid starts (`num_starts`, `padded_length`), the grid over
-  a whole video (`clip_grid`), cutting with zero-padding, the augmentation's crop and normalisation
-  (`cut_clips`, `normalise` with MEAN / STD, `denormalise`).
-- `video`: decoding EchoNet AVI files with OpenCV (`VideoReader`, `decode_video`, `frame_count`).
-- `cache`: the decoded-video cache (`open_cached`; one memory-mappable .npy per video).
-- `headers`: every video's frame count read from its header before any work starts, cached.
-- `start_indexes`: fixed test starts, loaded (pickle with a safe unpickler, JSON, CSV) and saved (JSON).
-- `tables`: reading a user's CSV file with one-line errors; `text`: file names and message helpers.
+- `echonet`: the one EchoNet-Dynamic dataset class, `EchoNet`, with a starts policy (random / fixed / grid);
+  `EchoNetRNC`, `EchoNetFixedClips`, `EchoNetTest` and `EchoNetAllClips` are presets of it.
+- `filelist`: FileList.csv and VolumeTracings.csv read and checked; `epoch_seed`: per-item seeded draws.
+- `clips`: the one clip cutter (valid starts, the grid over a video, padding, crop, normalisation).
+- `video`: EchoNet AVI decoding; `cache`: the decoded-video cache; `headers`: frame counts read up front.
+- `start_indexes`: fixed test starts (pickle with a safe unpickler, JSON, CSV); `tables`: a user's CSV.
 - `transfer`: the labelled videos of transfer_learning.py (CAMUS, HMC-QU, a folder) and their clips.
-- `sources/`: readers of other data: any echo video incl. DICOM (`any_video`, `dicom`), all grid clips of
-  video files for predict.py (`video_files`), CAMUS (`camus`), HMC-QU (`hmcqu`), a labelled folder
-  (`label_folder`).
+- `sources/`: readers of other data (any echo video, DICOM, CAMUS, HMC-QU, a labelled folder).
 - `synthetic/`: generators of data in the layouts of the real releases (EchoNet-Dynamic, CAMUS, HMC-QU).
 """
 from .cache import open_cached
