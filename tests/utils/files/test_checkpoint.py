@@ -92,7 +92,7 @@ def test_malicious_checkpoint_is_refused_and_nothing_runs(tmp_path):
     # the same payload as a plain pickle file
     with open(tmp_path / "evil.pkl", "wb") as f:
         pickle.dump(_CreatesFile(str(marker)), f)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"^refused to load .*evil\.pkl: it needs objects beyond tensors"):
         load_checkpoint(tmp_path / "evil.pkl")
     assert not marker.exists()
 
