@@ -5,16 +5,10 @@
         --path_test_start_indexes test_start_indexes.pkl --path_save_test_files results/test.pkl \
         --model uniformer_small --frames 36 --frequency 4 --num_workers 4
 
-Writes the released pickle to --path_save_test_files and, beside it, predictions.csv, metrics.json
-(R² as a fraction), test_plots.png (predicted vs. true EF, Bland-Altman) and test.log. Without
---path_test_start_indexes, starts are drawn with --seed and saved beside the results
-(test_start_indexes.json) so the run can be repeated.
-
-With --clips all, every video is also scored by the mean over ALL its clips on the grid predict.py
-uses (starts 0, S, 2S, ... plus the last possible start; S = --clip_stride, default
-frames * frequency // 2), reported beside the three-clip numbers: the key "all_clips" of
-metrics.json, the columns n_clips_all and pred_all_clips of predictions.csv,
-predictions_all_clips.csv (one row per clip) and the log. The three-clip results are unchanged.
+Writes the released pickle and, beside it, predictions.csv, metrics.json, test_plots.png and test.log (README,
+"What they write"). Without --path_test_start_indexes starts are drawn with --seed and saved beside the results.
+--clips all also scores every video by the mean over all its clips on predict.py's grid; the three-clip results
+are unchanged.
 """
 import os
 import time

@@ -1,32 +1,14 @@
-"""See what a CoReEcho model learned: maps and ordering numbers of its embeddings, and Grad-CAM of its EF.
+"""See what a CoReEcho model learned (usage, outputs and labels: README, "See what the model learned").
 
-    python visualize.py embeddings --data_folder EchoNet-Dynamic --split test \
-        --pretrained_weights save/run_a/best.pth save/run_b/best.pth \
+    python visualize.py embeddings --data_folder EchoNet-Dynamic --pretrained_weights a/best.pth b/best.pth \
         --path_test_start_indexes test_start_indexes.pkl --model uniformer_small --output_dir vis/
+    python visualize.py cam --pretrained_weights best.pth --model uniformer_small --output_dir cam/ VIDEO ...
 
-embeds every video of the split with each checkpoint (the mean of the embeddings of its three test clips,
-as test_with_three_clips.py scores it; --clips all: of all its clips on predict.py's grid), and writes
-  OUT/<label>/embeddings.npz  per checkpoint (format: utils/files/embeddings_file.py),
-  OUT/embeddings.png          one row per checkpoint, a UMAP and a t-SNE map coloured by EF, one colour bar,
-  OUT/representation.json / representation.csv  and the log: how well each checkpoint's embeddings are
-                              ordered by EF (utils/evaluation/representation.py): distance-EF Spearman, leave-one-out
-                              kNN MAE, within/between-EF-bin distance ratio, plus the MAE of its predictions.
-A label is the checkpoint's folder and file stem (run_a_best), made unique. `--embeddings FILE.npz ...`
-(written by an earlier run or by `test_with_three_clips.py --save_embeddings`) is read instead of
-recomputed, alone or mixed with --pretrained_weights; rows keep the order of the command line.
-
-    python visualize.py cam --pretrained_weights best.pth --model uniformer_small --output_dir cam/ \
-        EchoNet-Dynamic/Videos/0X1A0A263B22CCD966.avi my_echo.mp4 study/IM0001
-
-writes, per input video and clip start (--start S or --starts S,S,...; default 0), Grad-CAM of the predicted EF
-(utils/evaluation/grad_cam.py, drawn by utils/pictures/cam.py): OUT/<name>_cam.mp4 (the clip beside its overlay;
-MJPG AVI or GIF where this OpenCV cannot write MP4), OUT/<name>_cam.png (8 frames, clip above overlay) and a row
-of OUT/cam.csv; the predicted EF is printed. <name> is the file stem (made unique; _start<S> added when there are
-several starts). A 112x112 AVI (EchoNet) is read exactly as the test pipeline reads it; anything else that
-predict.py reads (MP4/MOV/MKV, DICOM, other sizes) goes through datasets.sources.any_video.load_echo_video
-(--crop, --target_fps).
-
-Both commands take clips of --frames 36 every --frequency 4 (the paper's) unless told otherwise.
+`embeddings`: every video of a split embedded with each checkpoint (mean over its test clips, or all its clips),
+or read from --embeddings files; writes OUT/<label>/embeddings.npz, embeddings.png (UMAP / t-SNE coloured by EF)
+and representation.json / .csv (how well each one is ordered by EF: utils/evaluation/representation.py).
+`cam`: Grad-CAM of the predicted EF for clips of any video predict.py reads; writes OUT/<name>_cam.mp4 / .png and
+cam.csv. Clips of --frames 36 every --frequency 4 (the paper's) unless told otherwise.
 """
 import os
 import re

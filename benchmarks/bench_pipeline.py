@@ -1,29 +1,16 @@
 """The whole paper pipeline, timed: stage 1 -> stage 2 -> three-clip test, run as the real scripts
-(subprocesses) on a generated EchoNet-sized data set (112x112 MJPG AVIs at 50 fps), for
+(subprocesses) on a generated EchoNet-sized data set, for (a) released-style settings (fp32, no cache, nn.Conv3d
+depthwise) and (b) this project's fast ones (bf16, the decoded-video cache, `--depthwise auto`).
 
-  (a) released-style settings: fp32 (--amp none), no decoded-video cache, 8 data-loader workers,
-      depthwise convolutions as nn.Conv3d;
-  (b) this project's fast settings: bf16, the decoded-video cache (filled beforehand, its one-off cost
-      projected separately), `--depthwise auto` (the 5x5x5 depthwise convolutions as 2D ones), 8 workers
-      (--best_depthwise picks another; --best_extra adds flags, e.g. --best_extra=--compile). No
-      channels_last_3d: on an H100 it made the bf16 step slower (148 vs 170 clips/s, RESULTS.md).
-
-Every stage runs `--epochs 0` (one pass over the generated set, so --videos sets the number of steps);
-the speed figures come from the scripts' own timing files (<run>/timing.json of each training stage,
-the "timing" entry of the test's metrics.json). From the measured seconds per clip of every phase, the
-wall time of the paper's full schedule is projected (`project`): stage 1 = 26 epochs over 7,465 training
-videos (2 clips each, forward + backward) + validation on 1,288 videos per epoch + the final report
-(test, val and train, 1 clip each); stage 2 = 5 epochs (frozen encoder, 1 clip each) + validation + the
-same report; test = 1,277 videos x 3 clips. Per-clip times are assumed to scale linearly with the
-number of clips; the single measured epoch includes the warm-up (CUDA start, cuDNN autotuning, compile),
-`--epochs 1` measures a second pass and uses that one.
+Every stage runs one epoch; the speed figures come from the scripts' own timing files, and from the seconds per
+clip of every phase the wall time of the paper's full schedule is projected (`project`, pipeline_figures.py).
+The flags of each configuration: `config_flags`; the schedule and its projection: pipeline_figures.py.
 
     python benchmarks/bench_pipeline.py                   # GPU: UniFormer-S, 36 frames, 400 videos
     python benchmarks/bench_pipeline.py --quick           # CI smoke test (CPU, tiny model, ~30 s)
     python benchmarks/bench_pipeline.py --videos 1000 --json pipeline.json --data_dir /tmp/echonet_1000
 
-On the CPU it runs a tiny UniFormer on 8-frame clips and says so: those figures exercise the pipeline
-and the arithmetic, they do not predict a GPU run.
+On the CPU it runs a tiny UniFormer on 8-frame clips: those figures exercise the pipeline, not a GPU run.
 """
 import argparse
 import json

@@ -1,8 +1,7 @@
 """Stage-1 training step of UniFormer-S (two views x batch, 36x112x112 clips): clips/s and peak memory,
 fp32 eager with the plain (math) attention kernel vs. bf16 autocast + fused SDPA (+ channels_last_3d,
 + the depthwise 3D convolutions run as 2D ones (`depthwise='conv2d'`, or 'auto': the 5x5x5 ones only),
-+ torch.compile), side by side in
-one run on whatever device is present.
++ torch.compile), side by side in one run on whatever device is present.
 
 Peak memory: on a GPU the allocator's peak; on the CPU each configuration runs in a fresh process and
 the peak resident memory (VmHWM) above what the process held before building the model counts.
@@ -30,8 +29,9 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from losses import RnCLoss  # noqa: E402
-from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
+from models import get_feature_extractor, get_shallow_mlp_head, place_model  # noqa: E402
 from models.uniformer import DepthwiseConv3d  # noqa: E402
+from utils.engine.amp import prepare_batch  # noqa: E402
 from proc_memory import status_kib  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 
 BF16 = dict(dtype=torch.bfloat16, math_attention=False, channels_last=False, compile=False, depthwise="conv3d")
@@ -63,18 +63,16 @@ def measure(config, opt, device):
     else:
         resident_before = status_kib("VmRSS")
     torch.manual_seed(0)
-    model = get_feature_extractor(opt.model, depthwise=config["depthwise"]).to(device)
+    model = place_model(get_feature_extractor(opt.model, depthwise=config["depthwise"]), device,
+                        config["channels_last"], train=True)
     model.head.requires_grad_(False)
-    regressor = get_shallow_mlp_head(model.head.in_features).to(device)
-    if config["channels_last"]:
-        model = model.to(memory_format=torch.channels_last_3d)
+    regressor = place_model(get_shallow_mlp_head(model.head.in_features), device, train=True)
     step_model = torch.compile(model) if config["compile"] else model
     criterion = RnCLoss(temperature=1.0)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     optimizer_regressor = torch.optim.AdamW(regressor.parameters(), lr=1e-4)
     images = torch.randn(2 * opt.batch_size, 3, opt.frames, 112, 112, device=device)
-    if config["channels_last"]:
-        images = images.contiguous(memory_format=torch.channels_last_3d)
+    images = prepare_batch(images, device, config["channels_last"])
     labels = torch.rand(opt.batch_size, 1, device=device) * 60 + 20
 
     def step():

@@ -3,29 +3,23 @@ of a full 10-fold CAMUS comparison of two checkpoints estimated from it.
 
     python benchmarks/bench_transfer.py [--model uniformer_small] [--frames 32] [--seconds 60] [--threads N]
 
-Measures, in one process:
-1. the encoder on one clip at a time ([1, 3, frames, 112, 112], as utils.evaluation.inference.embed_clips runs on a
-   CPU), random weights, fp32, no gradients: clips/s over about --seconds after one warm-up pass;
-2. reading one synthetic CAMUS sequence (.nii.gz) and cutting its normalised ED->ES clip, as the
-   embedding pass does for every video;
-3. one fold's head of each frozen mode, transfer.frozen.fit_head with transfer_learning.py's defaults, on random
-   CAMUS-sized embeddings: the 450 training patients' 4CH clips (--views 4CH, the default) of the encoder's
-   width.
-Then the estimate for `--dataset camus --pretrained_weights A B --mode linear` (500 patients x 1 view x
-2 checkpoints = 1000 embeddings, 10 folds x 2 checkpoints heads), and for a second run that finds every
-embedding in the cache.
+Measures, in one process: (1) the encoder on one clip at a time, random weights, fp32, no gradients (clips/s over
+about --seconds after a warm-up); (2) reading one synthetic CAMUS sequence and cutting its ED->ES clip; (3) one
+fold's head of each frozen mode (transfer.frozen.fit_head with transfer_learning.py's defaults) on random
+CAMUS-sized embeddings. Then the estimate for `--dataset camus --pretrained_weights A B --mode linear` (1000
+embeddings, 10 folds x 2 checkpoints heads), and for a second run that finds every embedding in the cache.
 """
 import argparse
 import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import transfer_learning  # noqa: E402
 from transfer.frozen import fit_head  # noqa: E402
 from datasets.sources import camus  # noqa: E402
 from datasets.clips import cut_clips  # noqa: E402
@@ -33,6 +27,8 @@ from datasets.synthetic.transfer import make_synthetic_camus  # noqa: E402
 from models import get_feature_extractor  # noqa: E402
 
 PATIENTS, VIEWS, CHECKPOINTS, FOLDS = 500, 1, 2, 10  # --views 4CH: one sequence per patient
+# transfer_learning.py's defaults for the heads (tests/benchmarks/test_bench_transfer.py keeps them equal)
+HEAD_DEFAULTS = dict(seed=0, head_epochs=100, head_lr=1e-3, head_weight_decay=1e-4, head_batch_size=64)
 
 
 def main():
@@ -74,13 +70,9 @@ def main():
     targets = rng.uniform(20, 80, n_train)
     heads = {}
     for mode in ("linear", "mlp"):
-        head_opt = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".", "--mode", mode,
-                                                   "--pretrained_weights", "none"])
         began = time.perf_counter()
-        fit_head(features, targets, "regression", head_opt)
+        fit_head(features, targets, "regression", SimpleNamespace(mode=mode, **HEAD_DEFAULTS))
         heads[mode] = time.perf_counter() - began
-    defaults = transfer_learning.parse_option(["--dataset", "camus", "--data_folder", ".",
-                                               "--pretrained_weights", "none"])
 
     per_video = forward + reading
     embeddings = PATIENTS * VIEWS * CHECKPOINTS
@@ -93,8 +85,8 @@ def main():
     print(f"| CAMUS read + clip, one video | {reading:.3f} | {1 / reading:.1f} videos/s |")
     print(f"| embedding one CAMUS video (both) | {per_video:.3f} | {1 / per_video:.2f} embeddings/s |")
     for mode, seconds in heads.items():
-        print(f"| {mode} head, one fold ({n_train} clips, {defaults.head_epochs} epochs x batch "
-              f"{defaults.head_batch_size}) | {seconds:.2f} | |")
+        print(f"| {mode} head, one fold ({n_train} clips, {HEAD_DEFAULTS['head_epochs']} epochs x batch "
+              f"{HEAD_DEFAULTS['head_batch_size']}) | {seconds:.2f} | |")
     print()
     for mode, seconds in heads.items():
         first = embeddings * per_video + FOLDS * CHECKPOINTS * seconds

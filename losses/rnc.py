@@ -1,18 +1,17 @@
 """Rank-N-Contrast (RnC) loss, vectorised.
 
-Definition (Zha et al. 2023, as used by CoReEcho): the 2*bs embeddings are the two views
-stacked, z = cat(features[:, 0], features[:, 1]), with the labels repeated the same way.
-For an anchor i and a positive j != i, the negatives are every k != i whose label distance
-to i is at least that of j (ties included, so j itself is one of them). With the similarity
-s_ik = -||z_i - z_k||_2 / temperature,
+Definition (Zha et al. 2023, as used by CoReEcho): the 2*bs embeddings are the two views stacked,
+z = cat(features[:, 0], features[:, 1]), with the labels repeated the same way. For an anchor i and a positive
+j != i, the negatives are every k != i whose label distance to i is at least that of j (ties included, so j
+itself is one of them). With the similarity s_ik = -||z_i - z_k||_2 / temperature,
 
     loss = mean over ordered pairs (i, j), i != j, of
            -log( exp(s_ij) / sum_{k: d_ik >= d_ij, k != i} exp(s_ik) ).
 
-Instead of one pass per positive column, each row is sorted by label distance once: the
-negative set of a positive is then a suffix of the sorted row, starting where the positive's
-tie group starts, so all denominators come from one reversed cumulative log-sum-exp.
-Cost: O(n^2 (d + log n)) time and O(n^2 + n d) memory for n = 2*bs embeddings.
+Instead of one pass per positive column, each row is sorted by label distance once: the negative set of a
+positive is then a suffix of the sorted row, starting where the positive's tie group starts, so all
+denominators come from one reversed cumulative log-sum-exp. Cost: O(n^2 (d + log n)) time and O(n^2 + n d)
+memory for n = 2*bs embeddings.
 """
 import torch
 from torch import nn

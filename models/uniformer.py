@@ -1,19 +1,17 @@
-"""UniFormer video backbone (Li et al., "UniFormer: Unified Transformer for Efficient
-Spatiotemporal Representation Learning", ICLR 2022), as used by CoReEcho.
+"""UniFormer video backbone (Li et al., "UniFormer: Unified Transformer for Efficient Spatiotemporal
+Representation Learning", ICLR 2022), as used by CoReEcho.
 
-Four stages: two of local blocks (depthwise 3D convolutions act as "attention") and two of
-global multi-head self-attention blocks. Every stage starts with a strided 3D patch embedding.
-Parameter names and registration order follow the public Kinetics-400 checkpoints
-(e.g. ``uniformer_small_k400_16x8.pth``), so those load with ``strict=True``.
+Four stages: two of local blocks (depthwise 3D convolutions act as "attention") and two of global multi-head
+self-attention blocks. Every stage starts with a strided 3D patch embedding. Parameter names and registration
+order follow the public Kinetics-400 checkpoints (``uniformer_small_k400_16x8.pth``): they load strictly.
 
-``forward(x)`` takes ``[B, 3, T, H, W]`` and returns ``(head(feature), feature)`` where
-``feature`` is the final BatchNorm'ed map averaged over T, H and W.
+``forward(x)``: ``[B, 3, T, H, W]`` -> ``(head(feature), feature)``, the final BatchNorm'ed map averaged over T, H, W.
 
 ``depthwise='conv2d'`` computes the depthwise 3D convolutions (``pos_embed`` and the local ``attn``) as
 sums over temporal taps of depthwise 2D convolutions; same parameters and results, faster on GPUs (see
-``DepthwiseConv3d``). ``'auto'`` does so only for the 5x5x5 ``attn`` convolutions, where it measured
-3.1-3.7x faster per layer on an H100; the 3x3x3 ``pos_embed`` ones stay nn.Conv3d (conv2d: 0.67-1.2x).
-The default ``'conv3d'`` keeps the released numerics.
+``DepthwiseConv3d``). ``'auto'`` does so only for the 5x5x5 ``attn`` convolutions (3.1-3.7x faster per layer
+on an H100); the 3x3x3 ``pos_embed`` ones stay nn.Conv3d (conv2d: 0.67-1.2x). ``'conv3d'`` (default) keeps the
+released numerics.
 """
 from typing import Sequence
 

@@ -1,18 +1,13 @@
 """Script entry point: the project's own user errors, Ctrl-C, SIGTERM and dead data-loader workers end in one
 clear line.
 
-- `UserError` (bad paths, files, flags): `error: <message>` on stderr and in the log file, exit 1.
-- CUDA out of memory: one line with what to lower, exit 1.
-- Ctrl-C and SIGTERM (what SLURM and Kubernetes send at a time limit or a preemption, before SIGKILL): one
-  line saying where the run stopped, what is kept and how to continue; exit 130 / 143 (128 + the signal).
-  After the first signal a second one stops the process at once, even during clean-up; only copies of a
-  SIGTERM that come within 2 s are ignored (srun and torchrun pass the scheduler's signal on to processes
-  that got it already). While a training step is in progress (`defer_sigterm(True)`) SIGTERM only sets a flag
-  (`sigterm_pending()`): the loop finishes the step, saves and stops (utils.training.run).
-- A DataLoader worker killed by a signal (the out-of-memory killer's SIGKILL, say): one line with the likely
-  cause and the remedy, exit 1.
-- Anything else is a bug or an unexpected failure and keeps its full traceback.
-Set COREECHO_TRACEBACK=1 to see tracebacks for the user errors, out-of-memory and worker deaths too.
+- `UserError` (bad paths, files, flags): `error: <message>` on stderr and in the log file, exit 1; CUDA out of
+  memory: one line with what to lower, exit 1; a data-loader worker killed by a signal: the likely cause, exit 1.
+- Ctrl-C and SIGTERM (a scheduler's time limit or preemption): one line saying where the run stopped, what is
+  kept and how to continue; exit 130 / 143. A second signal stops at once; SIGTERM copies within 2 s (srun and
+  torchrun pass the signal on) are ignored. During a training step (`defer_sigterm(True)`) SIGTERM only sets a
+  flag (`sigterm_pending()`): the loop finishes the step, saves and stops.
+- Anything else keeps its full traceback. COREECHO_TRACEBACK=1 shows tracebacks for the cases above too.
 """
 import os
 import re
