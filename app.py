@@ -3,14 +3,12 @@
     python app.py --pretrained_weights best.pth --model uniformer_small [--host 127.0.0.1] [--port 7860]
     python app.py                      # the demo's model (save/demo, written by `bash demo.sh`)
 
-Built with Gradio. One code path with predict.py: its options (predict.parse_option: --frames, --frequency,
---target_fps, --batch_size, --device, --amp, --crop as the page's default, ...), its clips (video_clips), its EF
-(score_videos) and its CSV row (csv_row), so the page's EF for a file is predict.py's for the same options. The
-page shows the EF (mean +- SD over clips) with its range, the first frame with the crop used, the EF per clip
-(as predict.py --plot) and the Grad-CAM of one clip (as visualize.py cam; click the curve or pick the clip), and
-offers the CSV. Safe by default: it listens on 127.0.0.1, makes no share link and sends no analytics; uploads
-are limited to --max_upload_mb and to video/DICOM files; all it writes (uploads too) stays in one temporary
-folder, removed when it stops; it shows and logs no DICOM header field; one job runs at a time (a queue).
+Built with Gradio. One code path with predict.py (scoring/: its options with --crop as the page's default, its
+clips, EF and CSV row), so the page's EF for a file is predict.py's for the same options. The page shows the EF
+(mean +- SD over clips) with its range, the first frame with the crop, the EF per clip (as predict.py --plot),
+the Grad-CAM of one clip (as visualize.py cam) and the CSV. Safe by default: it listens on 127.0.0.1, makes no
+share link, sends no analytics, accepts video/DICOM uploads up to --max_upload_mb, keeps all it writes in one
+temporary folder removed when it stops, shows and logs no DICOM header field, runs one job at a time.
 """
 import argparse
 import functools
@@ -32,16 +30,19 @@ import numpy as np
 import pandas as pd
 import torch
 
-import predict
 from datasets.clips import denormalise
-from datasets.sources.any_video import VIDEO_EXTENSIONS, first_frame, parse_crop
-from datasets.sources.archive_clips import FAILED, SCORED, SKIPPED
+from datasets.sources.any_video import first_frame, parse_crop
 from datasets.sources.dicom import DICOM_EXTENSIONS, is_dicom_file
 from datasets.synthetic.echonet import make_synthetic_echonet
+from datasets.video import VIDEO_EXTENSIONS
 from utils.engine.amp import amp_dtype
 from utils.engine.distributed import init_distributed
 from utils.evaluation.grad_cam import grad_cam
 from utils.pictures.cam import BROWSER_FORMATS, write_cam_video
+from scoring.archive_clips import FAILED, SCORED, SKIPPED
+from scoring.options import add_scoring_args
+from scoring.rows import CSV_COLUMNS, csv_row
+from scoring.scorer import PREVIEW_FRAMES, load_scorer, score_videos, video_clips
 from utils.pictures.plots import plt, video_ef_figure
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError, UserError
@@ -51,7 +52,7 @@ from utils.script.validators import positive_int
 gr = None  # gradio, imported by main() once GRADIO_TEMP_DIR is set (gradio fixes folders when imported)
 ROOT = Path(__file__).resolve().parent
 DEMO_WEIGHTS = ROOT / "save" / "demo" / "stage2" / "best.pth"
-DEMO_ARGS = ["--model", "uniformer_tiny", "--frames", "16", "--frequency", "4"]  # as demo.sh trains it
+DEMO_SHAPE = {"model": "uniformer_tiny", "frames": 16, "frequency": 4}  # as demo.sh trains it
 DISCLAIMER = ("**Research tool, not a diagnosis.** The EF comes from a model trained on EchoNet-Dynamic "
               "apical-4-chamber videos; it has not been validated for clinical use.")
 KEPT_JOBS = 4  # job folders (CSV, pictures) kept in the temporary folder; older ones are removed
@@ -64,9 +65,8 @@ border-bottom: 1px solid #ddd} .ef-value {font-size: 2.6em; font-weight: 700} .e
 # ---------------------------------------------------------------- options and model
 
 def parse_option(argv=None):
-    """(the page's own options, predict.py's options for scoring)."""
-    parser = parser_with_defaults("app.py", "A local web page that scores echo videos with a CoReEcho model. "
-                                            "Other options are predict.py's (python predict.py --help).")
+    """The page's own options and predict.py's scoring options (scoring.options), in one namespace."""
+    parser = parser_with_defaults("app.py", "A local web page that scores echo videos with a CoReEcho model")
     parser.add_argument("--pretrained_weights", default=None,
                         help=f"a CoReEcho checkpoint or hf://OWNER/REPO/FILE; default: the demo's model "
                              f"({DEMO_WEIGHTS}) when it exists")
@@ -74,28 +74,29 @@ def parse_option(argv=None):
                         help="address to listen on; 0.0.0.0 lets every machine that reaches this one use the page")
     parser.add_argument("--port", type=positive_int, default=7860)
     parser.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted")
-    args, rest = parser.parse_known_args(argv)
-    weights, prefix = args.pretrained_weights, []
-    if weights is None:
+    add_scoring_args(parser)
+    next(a for a in parser._actions if a.dest == "num_workers").help = argparse.SUPPRESS  # accepted, unused
+    opt = parser.parse_args(argv)  # files are uploaded: a file name here is refused
+    if opt.pretrained_weights is None:
         if not DEMO_WEIGHTS.is_file():
             raise BadInputError(f"no --pretrained_weights and no demo model ({DEMO_WEIGHTS}): run `bash demo.sh` "
                                 "first, or pass --pretrained_weights CKPT|hf://OWNER/REPO/FILE")
-        weights, prefix = str(DEMO_WEIGHTS), DEMO_ARGS
-    # predict.py's parser checks and fills the rest (a stray file name is refused there); the page reads each
-    # file in its own process (progress bar); --output and --plot are never written
-    opt = predict.parse_option(["(upload)", "--pretrained_weights", weights, *prefix, *rest, "--num_workers", "0"])
+        # the demo's model and clip shape, unless the command line says otherwise
+        parser.set_defaults(pretrained_weights=str(DEMO_WEIGHTS), **DEMO_SHAPE)
+        opt = parser.parse_args(argv)
+    opt.num_workers = 0  # the page reads each file in its own process (progress bar)
     parse_crop(opt.crop)
-    return args, opt
+    return opt
 
 
 class Scorer:
-    """The model of the page and how it runs (predict.load_scorer, on predict.py's device and AMP)."""
+    """The model of the page and how it runs (scoring.scorer.load_scorer, on predict.py's device and AMP)."""
 
     def __init__(self, opt):
         self.opt = opt
         self.device = init_distributed(opt.device).device
         self.amp = amp_dtype(opt.amp, self.device)
-        self.model, self.regressor, _ = predict.load_scorer(opt, self.device)
+        self.model, self.regressor, _ = load_scorer(opt, self.device)
 
 
 # ---------------------------------------------------------------- what the page shows
@@ -179,7 +180,7 @@ def scored_video(state, k):
 # ---------------------------------------------------------------- scoring
 
 class WatchedClips(torch.utils.data.Dataset):
-    """predict.video_clips' dataset, telling the progress bar what is read and how far the model is, and
+    """scoring.scorer.video_clips' dataset, telling the progress bar what is read and how far the model is, and
     timing the reading (the rest of the scoring loop is the model)."""
 
     def __init__(self, dataset, names, progress):
@@ -212,14 +213,13 @@ def score_files(scorer, paths, crop, progress):
     opt = argparse.Namespace(**{**vars(scorer.opt), "crop": crop})
     names = [Path(p).name for p in paths]
     readable = [p for p in paths if accepted(p)]
-    dataset = WatchedClips(predict.video_clips(opt, readable, preview=predict.PREVIEW_FRAMES),
+    dataset = WatchedClips(video_clips(opt, readable, preview=PREVIEW_FRAMES),
                            [Path(p).name for p in readable], progress)
     scored = {}
     handle = scorer.model.register_forward_hook(dataset.after_forward)
     began = time.perf_counter()
     try:
-        for item, clip_ef in predict.score_videos(opt, scorer.model, scorer.regressor, dataset, scorer.device,
-                                                  scorer.amp):
+        for item, clip_ef in score_videos(opt, scorer.model, scorer.regressor, dataset, scorer.device, scorer.amp):
             scored[item["path"]] = (item, clip_ef)
     finally:
         handle.remove()
@@ -233,21 +233,20 @@ def score_files(scorer, paths, crop, progress):
             continue
         item, clip_ef = scored[path]
         # the upload is known by its name; its copy's modification time is not the user's file's
-        row = {**predict.csv_row(item, clip_ef), "file": name, "file_mtime_ns": None}
+        row = {**csv_row(item, clip_ef), "file": name, "file_mtime_ns": None}
         row["error"] = row["error"].replace(path, name)  # the upload's temporary path means nothing to the user
         rows.append(row)
         videos.append({"name": name, "path": path, "error": row["error"], "status": row["status"], "clip_ef": clip_ef,
                        "starts": item["starts"].numpy(), "clips": item["image"], "preview": item["preview"].numpy(),
-                       "preview_indexes": item["preview_indexes"].numpy(), "crop": item["crop"],
-                       "notes": item["notes"], "fps": item["fps"], "fps_used": item["fps_used"],
-                       "n_frames": item["n_frames"]})
+                       "preview_indexes": item["preview_indexes"].numpy(), "crop": item["crop"], "notes": item["notes"],
+                       "fps": item["fps"], "fps_used": item["fps_used"], "n_frames": item["n_frames"]})
     return videos, rows, timing
 
 
 def write_csv(rows, folder):
     """predict.py's per-video CSV (same columns and number format) of the page's files."""
     path = os.path.join(folder, "coreecho_ef.csv")
-    table = pd.DataFrame(rows, columns=predict.CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})
+    table = pd.DataFrame(rows, columns=CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})
     table.to_csv(path, index=False, float_format="%.5f")
     return path
 
@@ -418,7 +417,7 @@ class Page:
 
 
 def main(argv=None):
-    args, opt = parse_option(argv)
+    opt = parse_option(argv)
     scorer = Scorer(opt)
     root = tempfile.mkdtemp(prefix="coreecho-app-")
     # Gradio reads these when a page is made and launched: uploads and outputs in the folder removed at the end;
@@ -428,14 +427,14 @@ def main(argv=None):
     try:
         gr = importlib.import_module("gradio")
         page = Page(scorer, root, example_video(root)).blocks
-        if args.host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"warning: listening on {args.host}: anyone who reaches this machine can upload files and read "
+        if opt.host not in ("127.0.0.1", "localhost", "::1"):
+            print(f"warning: listening on {opt.host}: anyone who reaches this machine can upload files and read "
                   "the results (no login)", file=sys.stderr, flush=True)
         print(f"Model {opt.pretrained_weights} ({opt.model}, clips of {opt.frames} frames every {opt.frequency}), "
               f"device {scorer.device}, AMP {scorer.amp or 'off'}", flush=True)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the folder is removed
         page.queue(default_concurrency_limit=1).launch(
-            server_name=args.host, server_port=args.port, share=False, max_file_size=f"{args.max_upload_mb}mb",
+            server_name=opt.host, server_port=opt.port, share=False, max_file_size=f"{opt.max_upload_mb}mb",
             allowed_paths=[root], ssr_mode=False, run_history=False, mcp_server=False, footer_links=[], css=CSS,
             show_error=False, inbrowser=False)
     finally:

@@ -18,6 +18,7 @@ how long listing a large export and skipping an already-scored one on --resume t
 import argparse
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -31,15 +32,16 @@ import torch
 from pydicom.data import get_testdata_file
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-import predict  # noqa: E402
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]  # the project's packages and the tests' DICOM writer
 from datasets import make_synthetic_echonet  # noqa: E402
 from datasets.sources.any_video import expand_inputs  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
 from models import get_feature_extractor, get_shallow_mlp_head  # noqa: E402
 from conftest import write_dicom  # noqa: E402  (the tests' DICOM writer)
+from scoring.options import add_scoring_args, result_settings  # noqa: E402
+from scoring.results_stream import write_settings  # noqa: E402
+from scoring.rows import CSV_COLUMNS  # noqa: E402
 from utils.files.checkpoint import save_best  # noqa: E402
-from utils.files.results_stream import write_settings  # noqa: E402
 
 STUB = bytes(128) + b"DICM"
 
@@ -108,7 +110,7 @@ def listing(opt, folder, weights):
         info = os.stat(path)
         rows.append({"file": path, "n_clips": 0, "status": "skipped", "error": "no image", "file_size": info.st_size,
                      "file_mtime_ns": info.st_mtime_ns})
-    pd.DataFrame(rows, columns=predict.CSV_COLUMNS).to_csv(out, index=False)
+    pd.DataFrame(rows, columns=CSV_COLUMNS).to_csv(out, index=False)
     args = ["--pretrained_weights", str(weights), "--model", opt.model, "--frames", str(opt.frames), "--frequency",
             str(opt.frequency), "--device", "cpu", "--output", str(out), str(folder)]
     write_settings(str(out)[:-len(".csv")] + ".settings.json", settings_of(args))
@@ -119,8 +121,11 @@ def listing(opt, folder, weights):
 
 
 def settings_of(args):
-    opt = predict.parse_option(args)
-    return {key: getattr(opt, key) for key in predict.RESULT_SETTINGS}
+    """The settings predict.py keeps beside OUT.csv when run with `args`."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--pretrained_weights")
+    add_scoring_args(parser)
+    return result_settings(parser.parse_known_args(args)[0])  # --output and the inputs do not count
 
 
 def child():
@@ -129,8 +134,7 @@ def child():
 
     sys.argv = ["predict.py", *sys.argv[2:]]
     try:
-        from utils.script.cli import run_main
-        run_main(predict.cli)
+        runpy.run_path(str(ROOT / "predict.py"), run_name="__main__")
     finally:
         print(f"peak_rss_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr, flush=True)
 

@@ -1,5 +1,5 @@
 """Short loops, measured: the EF error of the three ways to score a video shorter than one clip
-(datasets/short_loops.py: pad = the released zero-padding, repeat = the loop played again, fit = a shorter
+(scoring/short_loops.py: pad = the released zero-padding, repeat = the loop played again, fit = a shorter
 sampling period) on EchoNet-format videos cut short.
 
 For every video of a split (FileList.csv + Videos/, 50 fps): the reference is the model's EF over the whole
@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets.clips import clip_grid, cut_clips, default_clip_stride  # noqa: E402
-from datasets.short_loops import POLICIES, short_loop_plan  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
 from models import build_model  # noqa: E402
+from scoring.short_loops import POLICIES, short_loop_plan  # noqa: E402
 from utils.evaluation.inference import embed_clips  # noqa: E402
 
 FPS = 50

@@ -23,22 +23,18 @@ import time
 import cv2
 import numpy as np
 import pandas as pd
+import pydicom
 import pytest
 import torch
+from pydicom.data import get_testdata_file
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGLSLossless, RLELossless, UltrasoundImageStorage, generate_uid
 
 import predict
 from conftest import REPO_ROOT, free_port, write_dicom, write_tiny_checkpoint
-from datasets.clips import clip_grid
-from datasets.short_loops import short_loop_plan
-from datasets.sources.archive_clips import ArchiveClips, LoopRules
-from utils.files.results_stream import RowStream, read_rows
+from scoring.rows import CSV_COLUMNS
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError
-
-pydicom = pytest.importorskip("pydicom")
-from pydicom.data import get_testdata_file  # noqa: E402
-from pydicom.encaps import encapsulate  # noqa: E402
-from pydicom.uid import JPEGLSLossless, RLELossless, UltrasoundImageStorage, generate_uid  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -160,7 +156,7 @@ def by_name(table, *parts):
 
 def test_archive_rows_follow_the_status_rules(reference, archive):
     table = reference["table"]
-    assert list(table.columns) == predict.CSV_COLUMNS and len(table) == len(set(table["file"])) == 200
+    assert list(table.columns) == CSV_COLUMNS and len(table) == len(set(table["file"])) == 200
     assert table["file"].tolist() == sorted(table["file"])  # input order
     statuses = table["status"].value_counts().to_dict()
     loops = N_STUDIES * CINES_PER_STUDY + N_STUDIES // 2 + 2  # cines, AVIs, the RLE cine, the vendor cine
@@ -236,7 +232,7 @@ def test_sigkilled_run_resumed_by_two_torchrun_processes_writes_the_one_process_
         os.waitpid(pid, 0)
     partial = out.read_text()
     rows = list(csv.reader(io.StringIO(partial)))
-    assert partial.endswith("\n") and all(len(row) == len(predict.CSV_COLUMNS) for row in rows), kill_after
+    assert partial.endswith("\n") and all(len(row) == len(CSV_COLUMNS) for row in rows), kill_after
     assert kill_after <= len(rows) - 1 < 200, (kill_after, len(rows))  # killed part-way, complete rows only
 
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
@@ -294,56 +290,7 @@ def test_resume_scores_changed_new_and_failed_files_again(archive, checkpoint, t
         predict.main([*args, "--resume", "--frequency", "2"])
 
 
-# ---------------------------------------------------------------- the pieces
-
-def test_row_stream_keeps_complete_rows_only(tmp_path):
-    path = tmp_path / "rows.csv"
-    with RowStream(path, ["file", "ef", "n"]) as rows:
-        rows.write({"file": "a,b.dcm", "ef": 55.123456789, "n": np.int64(3)})
-        rows.write({"file": "c.avi", "ef": float("nan")})
-    with open(path, "a") as f:
-        f.write("d.avi,61.2")  # a row cut by a power loss: no newline
-    with RowStream(path, ["file", "ef", "n"]) as rows:  # reopened: the cut row is dropped
-        rows.write({"file": "e.avi", "ef": 1.0, "n": 1})
-    assert path.read_text() == 'file,ef,n\n"a,b.dcm",55.12346,3\nc.avi,,\ne.avi,1.00000,1\n'
-    assert read_rows(path, ["file", "ef", "n"])["file"].tolist() == ["a,b.dcm", "c.avi", "e.avi"]
-    with pytest.raises(BadInputError, match="rows.csv holds other columns than this run writes"):
-        RowStream(path, ["file", "ef"])
-
-
-def test_short_loop_policies():
-    video = np.arange(50, dtype=np.uint8)[:, None, None, None] * np.ones((1, 2, 2, 3), np.uint8)
-    same, step, stride, note = short_loop_plan(video, 36, 4, 72, "pad")
-    assert same is video and (step, stride) == (4, 72) and "zero-padded at the end to 144 frames" in note
-    looped, step, stride, note = short_loop_plan(video, 36, 4, 72, "repeat")
-    assert looped.shape == (144, 2, 2, 3) and looped[:, 0, 0, 0].tolist() == [k % 50 for k in range(144)]
-    assert (step, stride) == (4, 72) and "the loop played 2.88 times to fill 144 frames" in note
-    fitted, step, stride, note = short_loop_plan(video, 36, 4, 72, "fit")
-    assert fitted is video and (step, stride) == (1, 18) and "sampled every 1 frame(s) instead of 4" in note
-    assert clip_grid(len(fitted), 36, step, stride).tolist() == [0, 14]  # inside the loop: no black frame
-    assert short_loop_plan(video, 16, 2, 16, "repeat")[1:] == (2, 16, None)  # 50 >= 32 frames: unchanged
-    with pytest.raises(ValueError, match="short-loop policy must be one of pad, repeat, fit"):
-        short_loop_plan(video, 36, 4, 72, "stretch")
-
-
-def test_default_rules_skip_short_loops_and_repeat_the_vendor_cine(tmp_path):
-    """predict.py's defaults (LoopRules()): under 10 frames or 0.5 s skipped; the SonoSite 1 s cine (30 frames at
-    30 fps -> 50 at 50 fps) is shorter than one 8 x 8 clip and played again to fill it."""
-    grey = np.random.default_rng(3).integers(0, 256, (20, 16, 16), dtype=np.uint8)
-    paths = [get_testdata_file("examples_ybr_color.dcm"), write_dicom(tmp_path / "nine.dcm", grey[:9], FrameTime=100),
-             write_dicom(tmp_path / "fast.dcm", grey, FrameTime=20)]
-    items = list(ArchiveClips(paths, 8, 8, crop="none", rules=LoopRules()))
-    assert [item["status"] for item in items] == ["scored", "skipped", "skipped"]
-    assert items[1]["error"] == "9 frames: fewer than --min_frames 10"
-    assert items[2]["error"] == "0.40 s long: shorter than --min_seconds 0.5"
-    vendor = items[0]
-    assert vendor["n_frames"] == 50 and vendor["starts"].tolist() == [0, 7] and vendor["image"].shape[0] == 2
-    assert "shorter than one clip (50 < 8 x 8 frames): the loop played 1.28 times" in vendor["notes"][-1]
-    assert vendor["identity"]["frame_time_ms"] == "33.333" and items[1]["identity"]["frame_time_ms"] == "100"
-    padded = ArchiveClips(paths[:1], 8, 8, crop="none", rules=LoopRules("pad"))[0]
-    assert "zero-padded at the end to 64 frames" in padded["notes"][-1]
-    assert not torch.equal(padded["image"], vendor["image"])  # black frames vs the loop again
-
+# ---------------------------------------------------------------- the README
 
 def test_readme_archive_commands_parse():
     """The README's 'Score an archive' commands that spell their arguments out go through predict's parser."""

@@ -27,6 +27,7 @@ import app
 import predict
 from conftest import REPO_ROOT, SAMPLES, free_port, write_dicom, write_screen_recording
 from models import get_feature_extractor, get_shallow_mlp_head
+from scoring.rows import CSV_COLUMNS
 from utils.files.checkpoint import save_best
 from utils.script.errors import BadInputError
 
@@ -204,8 +205,8 @@ def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, 
     # the CSV offered is predict.py's, the file's path and time aside (the page has only a copy of each upload)
     page = list(csv.reader(io.StringIO(scored["page_csv"])))
     mine = list(csv.reader(io.StringIO(scored["predict_csv"])))
-    assert page[0] == mine[0] == predict.CSV_COLUMNS
-    time_column = predict.CSV_COLUMNS.index("file_mtime_ns")
+    assert page[0] == mine[0] == CSV_COLUMNS
+    time_column = CSV_COLUMNS.index("file_mtime_ns")
     assert {r[time_column] for r in page[1:]} == {""}
     assert sorted(r[1:time_column] for r in page[1:]) == sorted(r[1:time_column] for r in mine[1:])
     assert sorted(os.path.basename(r[0]) for r in mine[1:]) == sorted(r[0] for r in page[1:])
@@ -270,12 +271,12 @@ def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored)
 
 
 def test_options_safe_defaults_and_the_demo_model(checkpoint, monkeypatch):
-    args, opt = app.parse_option(["--pretrained_weights", str(checkpoint), *MODEL, "--batch_size", "4"])
-    assert (args.host, args.port, args.max_upload_mb) == ("127.0.0.1", 7860, 500)
+    opt = app.parse_option(["--pretrained_weights", str(checkpoint), *MODEL, "--batch_size", "4"])
+    assert (opt.host, opt.port, opt.max_upload_mb) == ("127.0.0.1", 7860, 500)
     assert (opt.model, opt.frames, opt.frequency, opt.batch_size, opt.crop, opt.num_workers) == \
         ("uniformer_tiny", 8, 2, 4, "auto", 0)  # predict.py's options; files read in the app's process
     monkeypatch.setattr(app, "DEMO_WEIGHTS", checkpoint)  # no --pretrained_weights: the demo's model and shape
-    _, opt = app.parse_option(["--frames", "12"])
+    opt = app.parse_option(["--frames", "12"])
     assert (opt.pretrained_weights, opt.model, opt.frames, opt.frequency) == (str(checkpoint), "uniformer_tiny", 12, 4)
     monkeypatch.setattr(app, "DEMO_WEIGHTS", checkpoint.parent / "missing.pth")
     with pytest.raises(BadInputError, match="run `bash demo.sh` first, or pass --pretrained_weights"):

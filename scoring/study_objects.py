@@ -1,21 +1,13 @@
-"""The objects of a DICOM study export: which are cine loops worth scoring, which are skipped and why, and
-what ties a row back to its exam without patient data.
+"""The objects of a DICOM study export: which are cine loops worth scoring, which are skipped and why, and what
+ties a row back to its exam without patient data.
 
-An echo study folder holds, beside the cine loops (Ultrasound Multi-frame Image Storage), single-frame
-images, structured reports (SR), encapsulated PDFs, secondary captures (screenshots, measurement pages)
-and presentation states. `screen_dicom` reads a header (never the pixels) and says whether the object is a
-loop; when it is not, the reason (`skip`) and the object is skipped, not failed:
-- no image in the object (no Rows/Columns: SR, PDF, waveforms, presentation states, ...);
-- a secondary capture (SOP classes 1.2.840.10008.5.1.4.1.1.7 and .7.x), even a multi-frame one;
-- another modality than ultrasound (when the header names one);
-- a single frame, fewer frames than `min_frames`, or (when the frame rate is known) shorter than
-  `min_seconds`.
-A header that cannot be read at all raises BadInputError (a real failure: corrupt or truncated file).
-
-Identity (`dicom_identity`): study, series and SOP instance UIDs, the frame time used (ms) and the pixel
-spacing of the source pixels in mm (PixelSpacing, else the 2D region of the ultrasound region calibration),
-never a patient's name, ID, birth date or any other patient or physician field. pydicom's warnings about
-malformed values quote those values, so header reading here keeps them quiet (`quiet_pydicom`).
+An echo study folder holds, beside the cine loops, single-frame images, structured reports, PDFs, secondary
+captures and presentation states. `screen_dicom` reads a header (never the pixels) and says whether the object
+is a loop; when it is not, the reason (`skip`): no image, a secondary capture, another modality than
+ultrasound, a single frame, fewer than `min_frames` frames or shorter than `min_seconds`. A header that
+cannot be read at all raises BadInputError (a real failure). `dicom_identity`: study, series and SOP instance
+UIDs, the frame time and the pixel spacing in mm, never a patient's or physician's field; pydicom's warnings,
+which may quote such values, are kept quiet (`quiet_pydicom`).
 """
 from __future__ import annotations
 
@@ -24,11 +16,9 @@ import logging
 import warnings
 from dataclasses import dataclass, field
 
-from utils.script.errors import BadInputError
+from datasets.sources.dicom import dicom_frame_rate, is_dicom_file
+from utils.script.errors import BadInputError, one_line
 from utils.script.validators import positive_or_none
-
-from ..text import one_line
-from .dicom import dicom_frame_rate, is_dicom_file
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and .7.1-.7.4, the multi-frame secondary captures
 IMAGE_CLASSES = ("Image Storage", "Volume Storage")  # SOP class names of objects that hold pixels

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .clips import padded_length
+from datasets.clips import padded_length
 
 POLICIES = ("pad", "repeat", "fit")
 

@@ -4,13 +4,12 @@
   opened with O_APPEND, so a crash, a Ctrl-C or a SIGKILL leaves complete rows only (the write happened or not);
   the file is fsynced every few seconds and on close. A power loss may still cut the last line: reopening or
   reading drops a last line without its newline.
-- `StreamFiles`: the files of a keyed result table (one row per key, e.g. a video) and of its detail table
+- `ResultFiles`: the files of a keyed result table (one row per key, e.g. a video) and of its detail table
   (rows per key, e.g. its clips) written by one or several processes: process 0 appends to the final files
   themselves, process r > 0 to `STEM.rank<r>.csv` / `STEM.rank<r>.<detail>.csv`. `rewrite` reads every such
   stream, keeps the rows asked for (the last row of a key wins; detail rows only of the keys kept), orders them
   by the keys' input order and writes the final files atomically, removing the per-process ones: the same
   call consolidates before a resume and merges at the end.
-- `file_stamp`: (size, modification time in ns) of an input, what a resume compares to know it unchanged.
 - `check_settings` / `write_settings`: the options that shape the results, kept beside them as JSON.
 """
 import csv
@@ -132,13 +131,7 @@ def read_rows(path, columns) -> pd.DataFrame:
     return table
 
 
-def file_stamp(path) -> tuple[int, int]:
-    """(size in bytes, modification time in ns) of `path`."""
-    info = os.stat(path)
-    return info.st_size, info.st_mtime_ns
-
-
-class StreamFiles:
+class ResultFiles:
     """The result table `path` (one row per `key`) and its detail table, as streams of `world` processes."""
 
     def __init__(self, path, columns, detail_columns, key="file", detail="clips"):

@@ -9,9 +9,8 @@ from datetime import timedelta
 
 import torch.distributed as dist
 
+from utils.engine.distributed import DistInfo
 from utils.script.errors import UserError
-
-from .distributed import DistInfo
 
 LONG_WAIT = timedelta(days=7)
 
