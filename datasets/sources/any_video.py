@@ -1,48 +1,16 @@
-"""Read any echo video (AVI/MP4/MOV/MKV or DICOM) and turn it into EchoNet-Dynamic model input.
+"""Read any echo video (AVI/MP4/MOV/MKV or DICOM) and turn it into EchoNet-Dynamic model input, as the
+EchoNet authors prepared theirs (grey, 112x112, ~50 fps, only the ultrasound sector). `load_echo_video`:
 
-EchoNet-Dynamic videos are grey, 112x112, ~50 fps, and hold only the ultrasound sector: the
-authors cropped away text, ECG and everything outside the scanning sector and downsampled.
-`load_echo_video` repeats that on a user's video:
-
-1. Decode once. OpenCV reads .avi/.mp4/.mov/.mkv; DICOM (by extension .dcm/.dicom or by the 'DICM'
-   marker at byte 128) is read frame by frame by `datasets.sources.dicom` (8-bit MONOCHROME1/2, RGB,
-   YBR_FULL(_422); compressed syntaxes through pydicom's plugins, a missing one named in one line with
-   the package to pip install). Every frame is turned grey right away (cv2 BT.601 weights), so
-   memory is one byte per source pixel: a 600x800 video of 200 frames holds ~96 MB (measured:
-   ~150 MB peak for such an MP4, ~115 MB for such a DICOM, RGB or grey).
-2. Crop the sector, box (x, y, w, h) in source pixels:
-   - 'auto' finds the MOVING sector. Burnt-in text, logos, scale bars and black borders do not
-     change between frames; the heart does. Per pixel, the mean absolute difference between
-     consecutive frames is a motion map (codec noise in static areas averages to ~0, and an
-     overlay that changes once, e.g. a clock digit, hardly counts), box-blurred over ~1% of the
-     frame side to fill speckle holes. Then a hysteresis, as in edge detection: the core is
-     where motion > max(1 grey level, 10% of the map's 99th percentile), opened with a kernel
-     ~2% of the frame side (removes thin moving things: the ECG trace, a sweep cursor) and
-     closed (bridges still, dark cavities); its largest connected component is grown by the
-     weakly moving regions (> 0.3 grey level, opened and closed alike) that touch it: the dark
-     near field at the apex and dim sector edges. The bounding box of that region is the crop;
-     codec noise along the fan border can make it a few pixels larger than the fan. Nothing
-     moving over 1% of the frame -> the whole frame, with a note. Checked on the nine EchoNet
-     sample videos, each enlarged 4x into a 600x800 screen with text, a logo and an ECG trace:
-     the box overlaps the enlarged video with IoU 0.86-0.97.
-   - 'none' keeps the whole frame; an explicit (x, y, w, h) must lie inside the frame.
-3. Make the crop square by padding its shorter side with black (centred; the sector is not
-   stretched) and resize to 112x112 with cv2.INTER_AREA; the grey frame goes into 3 identical
-   channels (uint8 RGB [F, 112, 112, 3], as the project's decoder gives).
-4. Resample in time to `target_fps` (default 50, the EchoNet rate; the model then takes every
-   4th frame). Nearest-frame sampling: output frame k shows the source frame on screen at time
-   k / target_fps, i.e. index floor(k * source_fps / target_fps). It never blends two frames
-   (a blend of two heart phases is not a real image) and keeps the clip duration. A rate
-   within 0.5% of the target, an unknown rate or target_fps=0 leave the frames as they are
-   (said in info.notes).
-
-A video whose frames are already 112x112 (an EchoNet AVI) skips steps 1-3 unless an explicit
-box is given: an OpenCV file is decoded with `datasets.video.decode_video`, so its frames are
-bit-identical to the test pipeline's; a 112x112 DICOM keeps its decoded RGB (grey replicated).
-
-Errors are one line naming the file: MissingInputError (a FileNotFoundError) for a missing file,
-BadInputError (a ValueError) for anything unusable (corrupt file, zero or one frame, unsupported
-pixel format, missing decoder, bad crop box).
+1. decodes once, every frame turned grey at once (DICOM through `datasets.sources.dicom`);
+2. crops the sector: 'auto' finds the MOVING sector (text, logos and borders do not change between frames;
+   the heart does) from a per-pixel motion map with a hysteresis; 'none' keeps the frame; or a box x,y,w,h;
+3. pads the crop square with black (centred, never stretched) and resizes it to 112x112 (INTER_AREA);
+4. resamples to `target_fps` (default 50) by nearest frame, never blending two heart phases.
+A 112x112 video (an EchoNet AVI) skips 1-3, so its frames are bit-identical to the test pipeline's.
+`expand_inputs` turns files, folders and globs into the list of files to read. Errors are one line naming the
+file: MissingInputError for a missing file, BadInputError for anything unusable. The measured memory, the
+auto crop's thresholds and its check on the EchoNet samples are in the README ("Use a trained model on your own
+videos").
 """
 from __future__ import annotations
 

@@ -249,7 +249,6 @@ def test_screen_recording_is_cropped_to_its_sector_and_scored(mixed_run):
 def broken_folder_run(checkpoint, tmp_path_factory):
     """`python predict.py --plot` on a folder with one good DICOM, a single-frame DICOM (skipped), a corrupt AVI
     and an AVI without frames (failed); the weights come as hf://... from a pre-filled hub cache, offline."""
-    pytest.importorskip("huggingface_hub")
     root = tmp_path_factory.mktemp("broken")
     folder = root / "videos"
     folder.mkdir()

@@ -11,16 +11,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pydicom
 import pytest
 
-pydicom = pytest.importorskip("pydicom")
-
-from conftest import (SAMPLES, assert_one_line_naming, intersection, write_dicom,  # noqa: E402
-                      write_screen_recording)
-from datasets.sources.any_video import (expand_inputs, find_moving_sector, load_echo_video, parse_crop,  # noqa: E402
-                                        resample_frames)
-from datasets.video import decode_video  # noqa: E402
-from utils.script.errors import BadInputError, MissingInputError  # noqa: E402
+from conftest import SAMPLES, assert_one_line_naming, intersection, write_dicom, write_screen_recording
+from datasets.sources.any_video import expand_inputs, find_moving_sector, load_echo_video, parse_crop, resample_frames
+from datasets.video import decode_video
+from utils.script.errors import BadInputError, MissingInputError
 
 SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
 needs_samples = pytest.mark.skipif(not SAMPLE_VIDEOS, reason=f"EchoNet sample videos not found in {SAMPLES}")

@@ -4,17 +4,16 @@ compressed syntax has no decoder. The DICOMs are written with pydicom (conftest.
 the test encapsulates frames)."""
 import cv2
 import numpy as np
+import pydicom
 import pytest
+from pydicom.encaps import encapsulate
+from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless
 
-pydicom = pytest.importorskip("pydicom")
-from pydicom.encaps import encapsulate  # noqa: E402
-from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless  # noqa: E402
-
-from conftest import SAMPLES, assert_one_line_naming, write_dicom  # noqa: E402
-from datasets.sources.any_video import load_echo_video  # noqa: E402
-from datasets.sources.dicom import dicom_frame_rate  # noqa: E402
-from datasets.video import decode_video  # noqa: E402
-from utils.script.errors import BadInputError  # noqa: E402
+from conftest import SAMPLES, assert_one_line_naming, write_dicom
+from datasets.sources.any_video import load_echo_video
+from datasets.sources.dicom import dicom_frame_rate
+from datasets.video import decode_video
+from utils.script.errors import BadInputError
 
 SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
 needs_samples = pytest.mark.skipif(not SAMPLE_VIDEOS, reason=f"EchoNet sample videos not found in {SAMPLES}")
