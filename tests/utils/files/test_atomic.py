@@ -35,19 +35,26 @@ def test_json_files_are_strict_json_with_undefined_numbers_as_null(tmp_path):
         "mae": 1.5, "spearman": None, "per_bin": [None, 2.0], "nested": {"r2": None, "n": 3, "name": "val"}}
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_folder_is_reported(tmp_path):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    with pytest.raises(OutputError, match="locked"):
-        check_writable_folder(str(locked / "run"))
-
-
-def test_unwritable_folder_is_reported_even_as_root(tmp_path):
+def test_unwritable_folder_is_reported_in_one_line_even_as_root(tmp_path):
+    # a folder below a regular file cannot be made by anyone, root included (CI runs as root; chmod stops no root)
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    with pytest.raises(OutputError, match="a_file"):
+    with pytest.raises(OutputError) as error:
         check_writable_folder(str(blocker / "run"))
+    assert str(error.value) == f"cannot write to output folder {blocker / 'run'}: Not a directory"
+    assert error.value.errno == errno.ENOTDIR
+    # nothing half-made: the file is as it was, no folder or temporary file appeared
+    assert blocker.read_text() == "not a folder" and os.listdir(tmp_path) == ["a_file"]
+
+
+def test_atomic_write_below_a_file_fails_in_one_line_and_writes_nothing(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    target = blocker / "run" / "metrics.json"
+    with pytest.raises(OutputError) as error:
+        atomic_write_json({"mae": 1.0}, target)
+    assert str(error.value).endswith(f" while writing {target}") and "\n" not in str(error.value)
+    assert blocker.read_text() == "not a folder" and os.listdir(tmp_path) == ["a_file"]
 
 
 @pytest.mark.parametrize("umask", [0o022, 0o027, 0o077])
