@@ -2,8 +2,9 @@
 
 - `RowStream`: a CSV file that grows one row per `write`. Each row is ONE os.write of the whole line to a file
   opened with O_APPEND, so a crash, a Ctrl-C or a SIGKILL leaves complete rows only (the write happened or not);
-  the file is fsynced every few seconds and on close. A power loss may still cut the last line: reopening or
-  reading drops a last line without its newline.
+  the file is fsynced every few seconds and on close. A write the full disk cuts short is truncated back to the
+  last complete row before the error. A power loss may still cut the last line: reopening or reading drops a
+  last line without its newline.
 - `ResultFiles`: the files of a keyed result table (one row per key, e.g. a video) and of its detail table
   (rows per key, e.g. its clips) written by one or several processes: process 0 appends to the final files
   themselves, process r > 0 to `STEM.rank<r>.csv` / `STEM.rank<r>.<detail>.csv`. `rewrite` reads every such
@@ -90,10 +91,18 @@ class RowStream:
         self.synced = time.monotonic()
 
     def _write(self, text: str) -> None:
+        """Append one whole line; if the disk fills after part of it went in, cut the file back to where the
+        line began, so only complete rows stay, and raise."""
         data = text.encode("utf-8")
-        written = os.write(self.fd, data)
-        while written < len(data):  # a short write (a signal, a full disk) continues where it stopped
-            written += os.write(self.fd, data[written:])
+        begin = os.fstat(self.fd).st_size  # O_APPEND: the line starts at the end of the file
+        written = 0
+        try:
+            while written < len(data):  # a short write (a signal, a full disk) continues where it stopped
+                written += os.write(self.fd, data[written:])
+        except OSError:
+            if written:
+                os.ftruncate(self.fd, begin)
+            raise
 
     def write(self, row: dict) -> None:
         try:
