@@ -3,6 +3,7 @@ videos reported once, configurable columns, .xlsx and CSV, the published layout 
 words, '*' marks, annotated cycles), bad cells named by row and column, patient ids of the release."""
 import warnings
 
+import openpyxl
 import pandas as pd
 import pytest
 
@@ -58,19 +59,11 @@ def test_hmcqu_configurable_columns_and_errors(tmp_path):
         hmcqu.list_recordings(tmp_path, labels_file=sheet, video_dir=videos)
 
 
-def test_hmcqu_xlsx_needs_openpyxl_or_reads(tmp_path):
+def test_hmcqu_xlsx_with_one_header_row_reads(tmp_path):
     (tmp_path / "HMC-QU" / "A4C").mkdir(parents=True)
     (tmp_path / "HMC-QU" / "A4C" / "ES0001 _4CH_1.avi").write_bytes(b"")
-    try:
-        import openpyxl  # noqa: F401
-    except ImportError:
-        (tmp_path / "A4C.xlsx").write_bytes(b"PK not really")
-        with pytest.raises(ValueError, match="openpyxl"):
-            hmcqu.list_recordings(tmp_path)
-    else:
-        pd.DataFrame({"ECHO": ["ES0001 _4CH_1"], "SEG1": [1], "SEG2": [0]}).to_excel(tmp_path / "A4C.xlsx",
-                                                                                      index=False)
-        assert [r.label for r in hmcqu.list_recordings(tmp_path).recordings] == [1]
+    pd.DataFrame({"ECHO": ["ES0001 _4CH_1"], "SEG1": [1], "SEG2": [0]}).to_excel(tmp_path / "A4C.xlsx", index=False)
+    assert [r.label for r in hmcqu.list_recordings(tmp_path).recordings] == [1]
 
 
 def test_hmcqu_patient_id_strips_view_tag():
@@ -147,3 +140,69 @@ def test_hmcqu_names_of_the_release():
     assert hmcqu.patient_id("ES000153 n_4CH_3") == "ES000153" and hmcqu.patient_id("ES000120_4CH_1") == "ES000120"
     assert hmcqu.patient_id("ES00010_CH2_2*") == "ES00010" != hmcqu.patient_id("ES0001_CH2_1") == "ES0001"
     assert hmcqu.normalise_name("ES00010_CH2_2*") == hmcqu.normalise_name("ES00010_CH2_2.avi") == "es00010_ch2_2"
+
+
+# ---------------------------------------------------------------- sheets typed here, cell by cell
+
+MASKS = "LV Wall Ground-truth Segmentation Masks"
+SEGMENTS = {"A4C": ["SEG3", "SEG9", "SEG14", "SEG16", "SEG12", "SEG6"],
+            "A2C": ["SEG4", "SEG10", "SEG15", "SEG13", "SEG7", "SEG1"]}
+# ECHO as typed in the release, its six segment words, Reference Frame, End of Cycle, the mask cell
+TYPED_ROWS = {
+    "A4C": [["ES0001 _4CH_1", "MI", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", 3, 30, "\u2714"],
+            ["ES000100 N_4CH_1", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", 1, 25, "\u2718"],
+            ["ES00010_4CH_2*", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", "MI", 12, 40, "\u2714"],
+            ["ES0003 n_4CH_3", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", 5, 29, "\u2714"]],
+    "A2C": [["ES0001_CH2_1", "non-MI", "MI", "MI", "non-MI", "non-MI", "non-MI", 2, 28, "\u2714"],
+            ["ES000100_CH2_1", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", 4, 31, "\u2718"],
+            ["ES00010_CH2_2*", "MI", "non-MI", "non-MI", "non-MI", "non-MI", "non-MI", 1, 20, "\u2714"]],
+}
+# what the reader must make of them: recording (the video's name) -> (label, patient, cycle, TAU mark, data row)
+EXPECTED = {
+    "A4C": {"ES0001 _4CH_1": (1, "ES0001", (3, 30), False, 1),
+            "ES000100 N_4CH_1": (0, "ES000100", (1, 25), False, 2),
+            "ES00010_4CH_2": (1, "ES00010", (12, 40), True, 3),
+            "ES0003 n_4CH_3": (0, "ES0003", (5, 29), False, 4)},
+    "A2C": {"ES0001_CH2_1": (1, "ES0001", (2, 28), False, 1),
+            "ES000100_CH2_1": (0, "ES000100", (4, 31), False, 2),
+            "ES00010_CH2_2": (1, "ES00010", (1, 20), True, 3)},
+}
+
+
+def write_published_sheet(path, view):
+    """The release's sheet, cell by cell: two header rows with merged ECHO / LABEL / cycle cells, the data rows,
+    a blank row and the TAU footnote."""
+    book = openpyxl.Workbook()
+    sheet = book.active
+    sheet["A1"], sheet["B1"], sheet["H1"], sheet["J1"] = "ECHO", "LABEL", "One cardiac-cycle frames", MASKS
+    for column, name in zip("BCDEFG", SEGMENTS[view]):
+        sheet[f"{column}2"] = name
+    sheet["H2"], sheet["I2"], sheet["J2"] = "Reference Frame", "End of Cycle", "\u2714 / \u2718"
+    for cells in ("A1:A2", "B1:G1", "H1:I1"):
+        sheet.merge_cells(cells)
+    for r, row in enumerate(TYPED_ROWS[view], start=3):
+        for column, value in zip("ABCDEFGHIJ", row):
+            sheet[f"{column}{r}"] = value
+    sheet[f"A{len(TYPED_ROWS[view]) + 4}"] = "* indicates HMC-QU-TAU"  # after one blank row
+    book.save(path)
+
+
+def test_hmcqu_reads_sheets_typed_as_published(tmp_path):
+    for view in hmcqu.VIEWS:
+        write_published_sheet(tmp_path / f"{view}.xlsx", view)
+        (tmp_path / "HMC-QU" / view).mkdir(parents=True)
+        for name in EXPECTED[view]:  # the videos are named without the '*'
+            (tmp_path / "HMC-QU" / view / f"{name}.avi").write_bytes(b"")
+    patients = {}
+    for view in hmcqu.VIEWS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # every row has its video and every video its row
+            listing = hmcqu.list_recordings(tmp_path, view, cycle=True)
+        got = {r.recording: (r.label, r.patient, r.cycle, r.tau, r.row) for r in listing.recordings}
+        assert got == EXPECTED[view]
+        assert [r.recording for r in listing.recordings] == sorted(EXPECTED[view])
+        assert all(r.view == view and r.path == tmp_path / "HMC-QU" / view / f"{r.recording}.avi"
+                   for r in listing.recordings)
+        patients[view] = {r.patient for r in listing.recordings}
+    # a patient's two views share the id (what keeps them in one fold)
+    assert patients["A2C"] == {"ES0001", "ES000100", "ES00010"} < patients["A4C"]
