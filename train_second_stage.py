@@ -6,16 +6,23 @@ the shallow regressor is trained further, with L1 on one augmented clip per vide
         --weight_decay 1e-4 --aug --epochs 4 --trial 0
 """
 import functools
+import signal
 
 import torch
 
 from datasets import EchoNet, EchoNetFixedClips
-from models import build_model
-from utils.script.cli import run_main
-from utils.engine.distributed import wrap_ddp
+from models import build_model, place_model
+from utils.engine.amp import autocast, prepare_batch
+from utils.engine.distributed import broadcast_buffers, wrap_ddp
+from utils.engine.seed import set_seed
+from utils.evaluation.metrics import format_metrics
+from utils.script.cli import Interrupted, run_main
 from models.options import training_parser
-from utils.training.run import Run
-from utils.engine.amp import autocast, grad_scaler, prepare_batch
+from utils.training.report import final_report
+from utils.training.resume import resume
+from utils.training.run import Run, stop_asked
+from utils.training.saver import CheckpointSaver
+from utils.training.validation import released_names, report_epoch, validate, wandb_epoch
 
 
 def main(argv=None):
@@ -34,33 +41,33 @@ def main(argv=None):
     # model: frozen stage-1 encoder, trainable regressor (both loaded from the stage-1 checkpoint)
     model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
                                             depthwise=opt.depthwise)
-    checkpoint = weights.content
 
+    set_seed(opt.trial, opt.deterministic)
     run = Run.start(opt, stage=2)
     loader = run.loader(train_set)
     run.log.info(f"Train {len(train_set)} videos ({len(loader)} batches per process), val {len(val_set)} videos")
-    run.log.info(f"Loaded {opt.pretrained_weights} (epoch {checkpoint.get('epoch')})")
+    run.log.info(f"Loaded {opt.pretrained_weights} (epoch {weights.content.get('epoch')})")
     model.requires_grad_(False)
     if opt.sync_bn and run.dist.enabled:
         regressor = torch.nn.SyncBatchNorm.convert_sync_batchnorm(regressor)
-    model, regressor = model.to(run.device).eval(), regressor.to(run.device)
-    if opt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model = place_model(model, run.device, opt.channels_last)  # eval mode: frozen
+    regressor = place_model(regressor, run.device)
     l1_loss = torch.nn.L1Loss()
     optimizer_regressor = torch.optim.AdamW(regressor.parameters(), lr=opt.learning_rate, weight_decay=opt.weight_decay)
-    scaler = grad_scaler(run.device, None)  # the regressor trains in fp32; kept for the checkpoint format
-    run.resume(model, regressor, {"optimizer_regressor": optimizer_regressor}, scaler)
+    # the regressor trains in fp32: no loss scaler
+    saver = CheckpointSaver(run, model, regressor, {"optimizer_regressor": optimizer_regressor})
+    resumed = resume(run, saver, opt.resume)
 
     regressor = wrap_ddp(regressor, run.dist)  # the frozen encoder needs no DDP
     encode = torch.compile(model) if opt.compile else model
 
-    run.log.info(f"Training the regressor for epochs {run.start_epoch}..{opt.epochs} ({opt.epochs + 1} passes in all, "
-                 f"as the released scripts loop range(0, epochs + 1)) at lr {opt.learning_rate}; "
+    run.log.info(f"Training the regressor for epochs {resumed.start_epoch}..{opt.epochs} ({opt.epochs + 1} passes in "
+                 f"all, as the released scripts loop range(0, epochs + 1)) at lr {opt.learning_rate}; "
                  f"encoder AMP {run.amp or 'off (fp32)'}")
-    for epoch in range(run.start_epoch, opt.epochs + 1):
+    for epoch in range(resumed.start_epoch, opt.epochs + 1):
         model.eval()  # frozen: BatchNorm statistics stay those of stage 1
         regressor.train()
-        meter = run.training_epoch(epoch, loader, opt.learning_rate)
+        meter = run.training_epoch(epoch, loader, opt.learning_rate, resumed, saver)
         for batch in meter:
             images = prepare_batch(batch["image"], run.device, opt.channels_last)
             labels = batch["label"].to(run.device, non_blocking=True)
@@ -68,16 +75,32 @@ def main(argv=None):
                 _, embeddings = encode(images)
             loss = l1_loss(regressor(embeddings.float()), labels)
             loss_value = loss.item()
-            run.check_finite(loss_value, "regressor L1 loss")
+            run.check_finite(loss_value, "regressor L1 loss", meter)
             optimizer_regressor.zero_grad(set_to_none=True)
             loss.backward()
             optimizer_regressor.step()
+
             meter.update(clips=len(labels) * run.dist.world_size, L1=loss_value)
+            if meter.steps % opt.print_freq == 0 or meter.steps == meter.total:
+                run.log.info(meter.line())
+            stop = stop_asked(run.dist)  # a SIGTERM stops after the step, saved; so does --save_every_steps
+            if stop or meter.every(opt.save_every_steps):
+                saver.save_last(epoch, position=meter.position())
+            if stop:
+                raise Interrupted(signal.SIGTERM)
 
-        run.end_epoch(epoch, meter, model, regressor, val_set,
-                      {"optimizer_regressor": optimizer_regressor.state_dict(), "scaler": scaler.state_dict()})
+        # validate (every rank the model the checkpoints keep), then best.pth (ties -> the later epoch), last.pth
+        broadcast_buffers(model, regressor)
+        validation = metrics, _, _ = validate(run, model, regressor, val_set, f"val {epoch}")
+        is_best = saver.is_best(epoch, metrics["mae"])
+        ordering = report_epoch(run, saver, meter, opt.epochs, validation, format_metrics(metrics))
+        if is_best:
+            saver.save_best(epoch)
+        saver.save_last(epoch)
+        wandb_epoch(run, meter, validation, ordering, released_names(metrics))
+        run.end_epoch()
 
-    run.finish(model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
+    final_report(run, saver, model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
 
 
 if __name__ == "__main__":

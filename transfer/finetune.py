@@ -1,8 +1,8 @@
-"""The finetune mode: encoder + shallow MLP head trained end to end per fold through utils.training.run.Run
+"""The finetune mode: encoder + shallow MLP head trained end to end per fold with the pieces of utils.training
 (--amp, torchrun, --resume, best.pth chosen on some of the fold's training patients), then scored on its test
 patients."""
-import argparse
 import json
+import signal
 import time
 from pathlib import Path
 
@@ -11,17 +11,21 @@ import torch
 import torch.nn as nn
 
 from datasets.transfer import TrainClips, VideoClips, digest, file_identity
-from models import get_shallow_mlp_head
+from models import get_shallow_mlp_head, place_model
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
-from utils.engine.distributed import barrier, wrap_ddp
+from utils.engine.distributed import barrier, broadcast_buffers, wrap_ddp
+from utils.engine.seed import set_seed
 from utils.evaluation.folds import patient_folds
 from utils.evaluation.inference import InferenceSettings, predict
 from utils.evaluation.metrics import scores
 from utils.files.atomic import atomic_write_json
 from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, unwrap
-from utils.script.cli import on_interrupt
+from utils.script.cli import Interrupted, on_interrupt
 from utils.script.errors import BadInputError
-from utils.training.run import Run
+from utils.training.resume import resume
+from utils.training.run import Run, stop_asked
+from utils.training.saver import CheckpointSaver
+from utils.training.validation import report_epoch
 
 from .experiment import build_encoder
 
@@ -90,7 +94,8 @@ def finished_fold(exp, checkpoint, fold, folder, fingerprint):
 
 
 def finetune_setup(exp, checkpoint, run, train_set):
-    """Encoder (the checkpoint's), a fresh shallow MLP head, AdamW and the loss scaler, resumed when asked."""
+    """Encoder (the checkpoint's), a fresh shallow MLP head, AdamW, the loss scaler and their saver, resumed when
+    asked."""
     opt, regression = exp.opt, exp.task == "regression"
     model = build_encoder(checkpoint, opt)
     model.head.requires_grad_(False)  # the encoder's own 1-output head is not used
@@ -98,14 +103,14 @@ def finetune_setup(exp, checkpoint, run, train_set):
     nn.init.constant_(head[-1].bias, float(np.mean([v.label for v in train_set.videos])) if regression else 0.0)
     if opt.sync_bn and run.dist.enabled:
         model, head = nn.SyncBatchNorm.convert_sync_batchnorm(model), nn.SyncBatchNorm.convert_sync_batchnorm(head)
-    model, head = model.to(run.device), head.to(run.device)
-    if opt.channels_last:
-        model = model.to(memory_format=torch.channels_last_3d)
+    model, head = place_model(model, run.device, opt.channels_last), place_model(head, run.device)
     optimizer = torch.optim.AdamW([p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad],
                                   lr=opt.learning_rate, weight_decay=opt.weight_decay)
     scaler = grad_scaler(run.device, run.amp)
-    run.resume(model, head, {"optimizer": optimizer}, scaler)
-    return wrap_ddp(model, run.dist), wrap_ddp(head, run.dist), optimizer, scaler
+    saver = CheckpointSaver(run, model, head, {"optimizer": optimizer}, scaler,
+                            error_name="MAE" if regression else "cross-entropy")
+    resumed = resume(run, saver, "auto" if opt.resume else None)
+    return wrap_ddp(model, run.dist), wrap_ddp(head, run.dist), optimizer, scaler, saver, resumed
 
 
 def backward_step(loss, optimizer, scaler):
@@ -116,15 +121,16 @@ def backward_step(loss, optimizer, scaler):
 
 
 def train_fold(exp, checkpoint, run, train_set, inner_val):
-    """Fine-tune through `run` (best.pth chosen on inner_val); returns encoder + head with best.pth loaded."""
+    """Fine-tune (best.pth chosen on inner_val); returns encoder + head with best.pth loaded, its epoch, and the
+    seconds spent training and validating."""
     opt, regression = exp.opt, exp.task == "regression"
     loader = run.loader(train_set)
-    model, head, optimizer, scaler = finetune_setup(exp, checkpoint, run, train_set)
+    model, head, optimizer, scaler, saver, resumed = finetune_setup(exp, checkpoint, run, train_set)
     loss_fn = nn.L1Loss() if regression else nn.CrossEntropyLoss()
-    for epoch in range(run.start_epoch, opt.epochs):
+    for epoch in range(resumed.start_epoch, opt.epochs):
         model.train()
         head.train()
-        meter = run.training_epoch(epoch, loader, opt.learning_rate)
+        meter = run.training_epoch(epoch, loader, opt.learning_rate, resumed, saver)
         for batch in meter:
             images = prepare_batch(batch["image"], run.device, opt.channels_last)
             labels = batch["label"].to(run.device, non_blocking=True)
@@ -133,16 +139,31 @@ def train_fold(exp, checkpoint, run, train_set, inner_val):
             outputs = head(embeddings.float())  # head and loss in fp32
             loss = loss_fn(outputs, labels if regression else labels.view(-1).long())
             loss_value = loss.item()
-            run.check_finite(loss_value, "fine-tuning loss")
+            run.check_finite(loss_value, "fine-tuning loss", meter)
             backward_step(loss, optimizer, scaler)
             meter.update(clips=len(labels) * run.dist.world_size, loss=loss_value)
-        run.end_epoch(epoch, meter, model, head, None, {"optimizer": optimizer.state_dict(),
-                                                        "scaler": scaler.state_dict()},
-                      evaluate=lambda model, head: evaluate_videos(model, head, inner_val, exp.task, run, opt))
+            if meter.steps % opt.print_freq == 0 or meter.steps == meter.total:
+                run.log.info(meter.line())
+            if stop_asked(run.dist):  # a SIGTERM stops after the step, saved
+                saver.save_last(epoch, position=meter.position())
+                raise Interrupted(signal.SIGTERM)
+
+        broadcast_buffers(model, head)  # every rank validates the model the checkpoints keep
+        validation = metrics, _, _ = evaluate_videos(model, head, inner_val, exp.task, run, opt)
+        is_best = saver.is_best(epoch, float(metrics["error"]))
+        text = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items()
+                         if isinstance(value, (int, float)) and key != "error")
+        report_epoch(run, saver, meter, opt.epochs - 1, validation, text)
+        if is_best:
+            saver.save_best(epoch)
+        saver.save_last(epoch)
+        run.end_epoch()
     best = load_checkpoint(run.path("best.pth"))
     load_state_dict_strict(model, best["model"], "model", run.path("best.pth"))
     load_state_dict_strict(head, best["regressor"], "regressor", run.path("best.pth"))
-    return model, head, int(best["epoch"])
+    timing = saver.timing
+    seconds = sum(e["seconds"] for e in timing["epochs"]) + sum(v["seconds"] for v in timing["validation"])
+    return model, head, int(best["epoch"]), seconds
 
 
 def finetune_fold(exp, checkpoint, fold):
@@ -158,20 +179,17 @@ def finetune_fold(exp, checkpoint, fold):
     train_set = TrainClips([exp.videos[i] for i in exp.indices(inner.train)], exp.spec, frame_cache)
     inner_val = VideoClips([exp.videos[i] for i in exp.indices(inner.test)], exp.spec, frame_cache)
     test_set = VideoClips([exp.videos[i] for i in exp.indices(fold.test)], exp.spec, frame_cache)
-    # Run counts epochs 0..opt.epochs as the training stages do: --epochs N passes are epochs 0..N-1.
-    run_opt = argparse.Namespace(**{**vars(opt), "trial": opt.seed, "epochs": opt.epochs - 1, "wandb": False,
-                                    "save_root": str(folder.parent), "resume": "auto" if opt.resume else None})
-    run = Run.start(run_opt, "finetune", name=f"{checkpoint.folder}/fold_{fold.index}", folder=str(folder), log=log)
-    run.error_name = "MAE" if exp.task == "regression" else "cross-entropy"
+    set_seed(opt.seed, opt.deterministic)
+    run = Run.start(opt, "finetune", name=f"{checkpoint.folder}/fold_{fold.index}", folder=str(folder), log=log,
+                    seed=opt.seed)
     if run.is_main:
         atomic_write_json({"settings": fingerprint}, folder / "fold.json")
     log.info(f"{checkpoint.label} fold {fold.index}: fine-tuning on {len(train_set)} videos, best.pth chosen on "
              f"{len(inner_val)} videos of {len(inner.test)} training patients, tested on {len(test_set)} videos")
-    model, head, best_epoch = train_fold(exp, checkpoint, run, train_set, inner_val)
+    model, head, best_epoch, total = train_fold(exp, checkpoint, run, train_set, inner_val)
     metrics, result, seconds = evaluate_videos(model, head, test_set, exp.task, run, opt)
     if result["names"] != [v.name for v in test_set.videos]:
         raise RuntimeError("fine-tune evaluation returned the videos in another order")
-    total = sum(e["seconds"] for e in run.timing["epochs"]) + sum(v["seconds"] for v in run.timing["validation"])
     outputs = np.asarray(result["predictions"], dtype=np.float64)
     if run.is_main:
         atomic_write_json({"epochs": opt.epochs, "best_epoch": best_epoch, "seconds": round(total + seconds, 3),

@@ -178,11 +178,10 @@ def test_each_process_saves_and_restores_its_own_gpu_random_state(monkeypatch, t
     """Under torchrun rank r draws on GPU r only; its stream must continue from its own saved state, not from
     rank 0's view of GPU r (never used there, so still the seed's). Simulated: no GPU needed."""
     import logging
-    from argparse import Namespace
 
     from utils.engine.distributed import DistInfo
-    from utils.training.run import Run
     from utils.engine.seed import get_rng_state, set_rng_state
+    from utils.training.resume import restore_rng
 
     saved_by_gpu = {0: torch.tensor([10], dtype=torch.uint8), 1: torch.tensor([11], dtype=torch.uint8)}
     restored = {}
@@ -193,8 +192,7 @@ def test_each_process_saves_and_restores_its_own_gpu_random_state(monkeypatch, t
 
     for rank in (0, 1):
         dist = DistInfo(rank, 2, rank, torch.device("cuda", rank), rank == 0, True)
-        run = Run(Namespace(amp="none"), 1, dist, logging.getLogger("test"), None, "r", str(tmp_path))
-        run._restore_rng({"rng": states[0], "rng_by_rank": states}, "last.pth")
+        restore_rng({"rng": states[0], "rng_by_rank": states}, dist, logging.getLogger("test"), "last.pth")
     assert {gpu: int(state) for gpu, state in restored.items()} == {0: 10, 1: 11}
 
     # a last.pth of the earlier format held every visible GPU's state as rank 0 saw them: GPU 1's is used

@@ -1,2 +1,3 @@
-"""The training run: `Run` (folder, log, checkpoints, resume, validation, final report, speed), the epoch's meter
-that iterates the loader and keeps its numbers (`epoch`), and optional wandb logging (`wandb_logger`)."""
+"""Pieces a training loop calls (the loop stays in the script): `run` (process group, folder, log, wandb, loader,
+epoch start), `meter` (one epoch's numbers), `saver` (best.pth / last.pth), `resume` (the resume state, written and
+read), `validation` (score and report an epoch), `report` (the final report), `wandb_logger`."""

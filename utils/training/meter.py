@@ -1,5 +1,7 @@
-"""One training epoch as an iterator that keeps its numbers (loss averages, clips/s, data wait, ETA) and can
-start part-way, continuing the numbers of a run stopped in the middle of the epoch."""
+"""One training epoch's numbers: loss averages, clips/s, the share of time spent waiting for data, the ETA.
+
+The meter iterates the loader and measures; it writes into nothing. A run stopped part-way goes on with the
+numbers it saved (`state()`)."""
 import time
 
 from tqdm import tqdm
@@ -13,41 +15,47 @@ def duration(seconds):
 
 
 class EpochMeter:
-    """Iterates a training loader for one epoch and keeps its numbers: loss averages, clips/s, the share
-    of time spent waiting for data, and the ETA. `update(clips, **losses)` once per step.
+    """Iterate it for the epoch's batches; `update(clips, **losses)` once per step.
 
-    `total`: the epoch's steps; `done`: what `state()` returned when the run stopped part-way (the loader
-    then yields only the steps left). After each step the run's `after_step(meter)` runs (periodic saves,
-    the stop on SIGTERM)."""
+    `total`: the epoch's steps; `done`: what `state()` returned when the run stopped part-way (the loader then
+    yields only the steps left)."""
 
-    def __init__(self, run, epoch, loader, lr, total, done=None):
-        self.run, self.epoch, self.loader, self.lr, self.total = run, epoch, loader, lr, total
+    def __init__(self, epoch, loader, lr, total, done=None, show=True):
+        self.epoch, self.loader, self.lr, self.total, self.show = epoch, loader, lr, total, show
         done = done or {}
         self.steps, self.clips = done.get("steps", 0), done.get("clips", 0)
         self.data_wait, self.seconds = done.get("data_wait", 0.0), done.get("seconds", 0.0)
         self.sums = dict(done.get("sums", {}))
+        self.losses = {}
+        self.step = self.steps  # the step in progress while the loop body runs, 1-based as in the log lines
         self._start = time.perf_counter() - self.seconds
 
     def state(self):
         return {"steps": self.steps, "clips": self.clips, "data_wait": self.data_wait, "seconds": self.seconds,
                 "sums": dict(self.sums)}
 
+    def position(self):
+        """Where the epoch is, as last.pth keeps it for a resume in the middle of the epoch."""
+        return {"epoch": self.epoch, "step": self.steps, "steps": self.total, "meter": self.state()}
+
+    def where(self):
+        return f"step {self.step}/{self.total}"
+
     def __len__(self):
         return self.total
 
     def __iter__(self):
         bar = tqdm(total=self.total, initial=self.steps, desc=f"epoch {self.epoch}", leave=False,
-                   dynamic_ncols=True, disable=None if self.run.is_main else True)
+                   dynamic_ncols=True, disable=None if self.show else True)
         waited_from = time.perf_counter()
         self._start = waited_from - self.seconds  # a resumed epoch goes on with its clock
         try:
             for batch in batches(self.loader):
                 self.data_wait += time.perf_counter() - waited_from
-                self.run.step = self.steps + 1  # the step in progress, 1-based as in the log lines
+                self.step = self.steps + 1
                 yield batch
                 bar.update(1)
                 bar.set_postfix_str(f"{self.clips_per_s:.1f} clips/s", refresh=False)
-                self.run.after_step(self)
                 waited_from = time.perf_counter()
         finally:
             bar.close()
@@ -69,14 +77,20 @@ class EpochMeter:
         self.steps += 1
         self.clips += clips
         self.seconds = time.perf_counter() - self._start
+        self.losses = losses
         for name, value in losses.items():
             self.sums[name] = self.sums.get(name, 0.0) + value
-        if self.steps % self.run.opt.print_freq == 0 or self.steps == self.total:
-            values = " ".join(f"{name} {value:.4g} (avg {self.average(name):.4g})" for name, value in losses.items())
-            left = (self.total - self.steps) * self.seconds / self.steps
-            self.run.log.info(f"Train [{self.epoch}][{self.steps}/{self.total}] {values} lr {self.lr:.2e} | "
-                              f"{self.clips_per_s:.1f} clips/s, data wait {100 * self.data_share:.0f}%, "
-                              f"epoch ETA {duration(left)}")
+
+    def every(self, steps):
+        """Whether the step just done is a multiple of `steps` (0: never) and not the epoch's last."""
+        return bool(steps) and self.steps % steps == 0 and self.steps < self.total
+
+    def line(self):
+        """The log line of the step just done."""
+        values = " ".join(f"{name} {value:.4g} (avg {self.average(name):.4g})" for name, value in self.losses.items())
+        left = (self.total - self.steps) * self.seconds / self.steps
+        return (f"Train [{self.epoch}][{self.steps}/{self.total}] {values} lr {self.lr:.2e} | "
+                f"{self.clips_per_s:.1f} clips/s, data wait {100 * self.data_share:.0f}%, epoch ETA {duration(left)}")
 
     def summary(self):
         return {"epoch": self.epoch, "steps": self.steps, "clips": self.clips, "seconds": round(self.seconds, 3),
