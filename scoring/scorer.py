@@ -1,5 +1,5 @@
 """The one scoring path of predict.py and the web page: the model of a checkpoint (`load_scorer`), the clips of
-files (`video_clips`) and their EFs (`score_videos`)."""
+files (`video_clips`), their EFs (`score_videos`) and their embeddings (`embed_videos`)."""
 import os
 
 import numpy as np
@@ -37,12 +37,20 @@ def video_clips(opt, paths, preview=0):
                         preview=preview, rules=loops)
 
 
-def score_videos(opt, model, regressor, dataset, device, amp):
-    """(item, clip EF float64 [n_clips]) of every video of `dataset`, in order. GPU: the clips of several videos
-    per forward (opt.batch_size clips); CPU: one at a time. opt.num_workers None: default_workers()."""
+def embed_videos(opt, model, regressor, dataset, device, amp):
+    """(item, clip EF float64 [n_clips], clip embeddings float32 [n_clips, d]) of every video of `dataset`, in
+    order. GPU: the clips of several videos per forward (opt.batch_size clips); CPU: one at a time.
+    opt.num_workers None: default_workers()."""
     workers = default_workers() if opt.num_workers is None else opt.num_workers
     # results do not depend on the number of workers: nothing is random and the order is kept
     loader = video_loader(dataset, workers, device)
     settings = InferenceSettings(amp, opt.channels_last, max_clips=opt.batch_size)
-    for item, _, clip_ef in infer_videos(model, loader, device, settings, regressor):
-        yield item, clip_ef.astype(np.float64)
+    for item, embeddings, clip_ef in infer_videos(model, loader, device, settings, regressor):
+        yield item, clip_ef.astype(np.float64), embeddings
+
+
+def score_videos(opt, model, regressor, dataset, device, amp):
+    """(item, clip EF float64 [n_clips]) of every video of `dataset`, in order (embed_videos without the
+    embeddings)."""
+    for item, clip_ef, _ in embed_videos(opt, model, regressor, dataset, device, amp):
+        yield item, clip_ef
