@@ -51,7 +51,7 @@ def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("videos")
     rng = np.random.default_rng(8)
     for k in range(2):  # 12 frames: clips start at frames 0 and 4, so 2 clip rows then 1 row per video
-        write_avi(folder / f"loop{k}.avi", rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8))
+        write_avi(folder / f"loop{k}.avi", rng.integers(0, 256, (12, 32, 32), dtype=np.uint8))  # grey: no Doppler
     return folder, write_tiny_checkpoint(tmp_path_factory.mktemp("weights") / "best.pth")
 
 
