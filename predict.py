@@ -73,8 +73,9 @@ def log_video(log, k, item, clip_ef):
     fps, used = item["fps"], item["fps_used"]
     rate = (f"{fps:g} fps found" if fps else "no frame rate found") + \
         (f", {used:g} fps used" if used else ", frames used as they are")
-    log.info(f"{k} {path}: {rate}; crop {item['crop'] or 'none (already 112x112)'}; {item['n_frames']} frames, "
-             f"{len(clip_ef)} clip(s): EF {clip_ef.mean():.1f} % (clip SD {clip_ef.std():.1f})")
+    log.info(f"{k} {path}: {rate}; crop {item['crop'] or 'none (already 112x112)'} ({item['crop_source']}); "
+             f"{item['n_frames']} frames, {len(clip_ef)} clip(s): EF {clip_ef.mean():.1f} % "
+             f"(clip SD {clip_ef.std():.1f})")
     for note in item["notes"]:
         log.info(f"    {note}")
 

@@ -2,9 +2,10 @@
 
 `ArchiveClips` reads each file with datasets.sources.any_video.load_echo_video and cuts every clip of
 datasets.clips.clip_grid, with what an export of an echo lab needs:
-- a DICOM object that is not a cine loop (no image, a secondary capture, another modality, one frame, too
-  few frames or too short: scoring.study_objects) is `skipped` with its reason, from its header alone; any
-  video under `ShortLoopSettings.min_frames` frames or `min_seconds` seconds is skipped likewise;
+- a DICOM object that is not a greyscale 2D cine loop (no image, a secondary capture, another modality or
+  anatomy, Doppler / M-mode, one frame, too few frames or too short: scoring.study_objects, scoring.loop_kind)
+  is `skipped` with its reason, from its header alone; any video under `ShortLoopSettings.min_frames` frames
+  or `min_seconds` seconds, or with colour flow in its crop (datasets.sources.colour_flow), likewise;
 - a loop shorter than one clip is cut by `ShortLoopSettings.short_loops` (scoring.short_loops);
 - a DICOM item carries its identity (UIDs, frame time, pixel spacing; never patient data) and every item the
   file's size and modification time, which a resumed run compares.
@@ -23,6 +24,7 @@ import torch
 
 from datasets.clips import clip_grid, cut_clips, default_clip_stride
 from datasets.sources.any_video import DEFAULT_FPS, load_echo_video, parse_crop
+from datasets.sources.colour_flow import colour_flow_reason
 from datasets.sources.dicom import DICOM_EXTENSIONS, is_dicom_file
 from datasets.video import SIZE
 from utils.files.identity import file_stamp
@@ -57,7 +59,8 @@ class ArchiveClips(torch.utils.data.Dataset):
 
     path, image float32 [n_clips, 3, frames, 112, 112], starts int64 [n_clips], n_frames (after resampling;
     the clips index these), fps (found in the file; None if none), fps_used (of the frames the clips come
-    from), crop ('x,y,w,h', '' when a 112x112 video was taken as it is), notes [str], error ('' or the
+    from), crop ('x,y,w,h', '' when a 112x112 video was taken as it is), crop_source ('region', 'auto',
+    'none', 'given'; '' without clips), notes [str], error ('' or the
     one-line reason the file was not scored; then no clips), traceback (for errors that are not the project's
     user errors), `preview` evenly spaced frames uint8 [k, 112, 112, 3] and their `preview_indexes` (k =
     `preview`, none by default), status ('scored', 'skipped' or 'failed'), skip (the reason, '' unless
@@ -88,7 +91,7 @@ class ArchiveClips(torch.utils.data.Dataset):
         skip = study.skip if study and status == SKIPPED else ""
         return {"path": path, "image": torch.zeros((0, 3, self.frames, SIZE, SIZE)),
                 "starts": torch.zeros(0, dtype=torch.int64), "n_frames": 0, "fps": None, "fps_used": None,
-                "crop": "", "notes": [], "error": error or skip, "traceback": trace,
+                "crop": "", "crop_source": "", "notes": [], "error": error or skip, "traceback": trace,
                 "preview": torch.zeros((0, SIZE, SIZE, 3), dtype=torch.uint8),
                 "preview_indexes": torch.zeros(0, dtype=torch.int64), "status": status, "skip": skip,
                 "identity": study.identity if study else {}, "frequency": self.frequency, "file_size": stamp[0],
@@ -117,9 +120,12 @@ class ArchiveClips(torch.utils.data.Dataset):
         if study.skip:
             return self._item(path, SKIPPED, study=study, stamp=stamp)
         video, info = load_echo_video(path, self.crop, self.target_fps)
-        study.skip = short_reason(info.n_frames_original, info.source_fps, rules.min_frames, rules.min_seconds)
+        study.skip = short_reason(info.n_frames_original, info.source_fps, rules.min_frames, rules.min_seconds) \
+            or colour_flow_reason(info.colour_fraction)
         if study.skip:
-            return self._item(path, SKIPPED, study=study, stamp=stamp)
+            item = self._item(path, SKIPPED, study=study, stamp=stamp)
+            item["crop_source"] = info.crop_source  # where the colour was measured
+            return item
         frames, frequency, stride, note = short_loop_plan(video, self.frames, self.frequency, self.clip_stride,
                                                           rules.short_loops)
         starts = clip_grid(len(frames), self.frames, frequency, stride)
@@ -129,6 +135,7 @@ class ArchiveClips(torch.utils.data.Dataset):
         item = self._item(path, SCORED, study=study, stamp=stamp)
         item.update(image=cut_clips(frames, starts, self.frames, frequency), starts=torch.from_numpy(starts),
                     n_frames=len(video), fps=info.source_fps, fps_used=info.fps, crop=info.crop_text,
-                    notes=info.notes + ([note] if note else []), frequency=frequency,
+                    crop_source=info.crop_source, notes=study.notes + info.notes + ([note] if note else []),
+                    frequency=frequency,
                     preview=torch.from_numpy(video[shown].copy()), preview_indexes=torch.from_numpy(shown))
         return item

@@ -3,16 +3,18 @@
 from .archive_clips import SCORED
 from .study_objects import IDENTITY_COLUMNS
 
-CSV_COLUMNS = ["file", "ef", "ef_std", "n_clips", "n_frames", "fps", "fps_used", "crop", "error", "notes", "status",
-               *IDENTITY_COLUMNS, "file_size", "file_mtime_ns"]
+CSV_COLUMNS = ["file", "ef", "ef_std", "n_clips", "n_frames", "fps", "fps_used", "crop", "crop_source", "error",
+               "notes", "status", *IDENTITY_COLUMNS, "file_size", "file_mtime_ns"]
 CLIP_COLUMNS = ["file", "clip_start", "ef"]
 
 
 def csv_row(item, clip_ef):
     """The row of an ArchiveClips item (CSV_COLUMNS; a column left out is empty). `error` says why a skipped or
-    failed file was not scored; `status` which of the two it was."""
+    failed file was not scored; `status` which of the two it was; `crop_source` where the crop came from
+    ('region', 'auto', 'none', 'given'; also on a loop skipped for colour flow in that crop)."""
     status = item["status"]
-    row = {"file": item["path"], "n_clips": 0, "error": item["error"], "status": status, **item["identity"],
+    row = {"file": item["path"], "n_clips": 0, "crop_source": item["crop_source"], "error": item["error"],
+           "status": status, **item["identity"],
            "file_size": item["file_size"], "file_mtime_ns": item["file_mtime_ns"]}
     if status != SCORED:
         return row

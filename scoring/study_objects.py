@@ -4,7 +4,8 @@ ties a row back to its exam without patient data.
 An echo study folder holds, beside the cine loops, single-frame images, structured reports, PDFs, secondary
 captures and presentation states. `screen_dicom` reads a header (never the pixels) and says whether the object
 is a loop; when it is not, the reason (`skip`): no image, a secondary capture, another modality than
-ultrasound, a single frame, fewer than `min_frames` frames or shorter than `min_seconds`. A header that
+ultrasound, another kind of loop (scoring.loop_kind: anatomy, Doppler / M-mode modes, regions), a single frame,
+fewer than `min_frames` frames or shorter than `min_seconds`. A header that
 cannot be read at all raises BadInputError (a real failure). `dicom_identity`: study, series and SOP instance
 UIDs, the frame time and the pixel spacing in mm, never a patient's or physician's field; pydicom's warnings,
 which may quote such values, are kept quiet (`quiet_pydicom`).
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from datasets.sources.dicom import dicom_frame_rate, is_dicom_file
 from utils.script.errors import BadInputError, one_line
 from utils.script.validators import positive_or_none
+
+from .loop_kind import loop_kind
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"  # and .7.1-.7.4, the multi-frame secondary captures
 IMAGE_CLASSES = ("Image Storage", "Volume Storage")  # SOP class names of objects that hold pixels
@@ -40,6 +43,7 @@ class StudyObject:
     skip: str = ""
     frames: int = 0
     fps: float | None = None
+    notes: list[str] = field(default_factory=list)  # what the header says about a loop that is scored
 
 
 @contextlib.contextmanager
@@ -103,7 +107,8 @@ def short_reason(frames: int, fps: float | None, min_frames: int, min_seconds: f
     return ""
 
 
-def _skip_reason(path: str, header, frames: int, fps: float | None, min_frames: int, min_seconds: float) -> str:
+def _skip_reason(path: str, header, frames: int, fps: float | None, min_frames: int, min_seconds: float,
+                 kind: str) -> str:
     if "SOPClassUID" not in header and "Rows" not in header:  # nothing a DICOM object must have
         raise BadInputError(f"{path}: not a readable DICOM file (no SOP class and no image in it)")
     if "Rows" not in header or "Columns" not in header:
@@ -116,6 +121,8 @@ def _skip_reason(path: str, header, frames: int, fps: float | None, min_frames: 
     modality = _text(header.get("Modality")).upper()
     if modality and modality != "US":
         return f"modality {modality} ({_class_name(header)}): not an ultrasound loop"
+    if kind:  # what kind of loop it is says more than its length
+        return kind
     reason = short_reason(frames, fps, min_frames, min_seconds)
     return f"{reason} ({_class_name(header)})" if frames < 2 else reason
 
@@ -133,10 +140,11 @@ def screen_dicom(path: str, min_frames: int = 2, min_seconds: float = 0.0) -> St
             fps, _ = dicom_frame_rate(header)
             # no NumberOfFrames: a single image
             frames = int(positive_or_none(header.get("NumberOfFrames")) or 0) if "NumberOfFrames" in header else 1
+            kind, notes = loop_kind(header)
         except (InvalidDicomError, OSError, ValueError, KeyError, EOFError, TypeError, AttributeError) as e:
             raise BadInputError(f"{path}: not a readable DICOM file ({one_line(e)})") from None
-        skip = _skip_reason(path, header, frames, fps, min_frames, min_seconds)
-    return StudyObject(identity, skip, frames, fps)
+        skip = _skip_reason(path, header, frames, fps, min_frames, min_seconds, kind)
+    return StudyObject(identity, skip, frames, fps, notes if not skip else [])
 
 
 def decodable_syntaxes() -> tuple[list[str], list[str]]:

@@ -2,15 +2,15 @@
 EchoNet authors prepared theirs (grey, 112x112, ~50 fps, only the ultrasound sector). `load_echo_video`:
 
 1. decodes once, every frame turned grey at once (DICOM through `datasets.sources.dicom`);
-2. crops the sector: 'auto' finds the MOVING sector (text, logos and borders do not change between frames;
-   the heart does) from a per-pixel motion map with a hysteresis; 'none' keeps the frame; or a box x,y,w,h;
+2. crops the sector: 'auto' takes a DICOM's 2D tissue region (`ultrasound_regions`), else finds the MOVING
+   sector from a per-pixel motion map with a hysteresis; 'none' keeps the frame; or a box x,y,w,h; the share of
+   coloured pixels in the crop is measured on the way (`colour_flow`: colour Doppler is skipped by scoring/);
 3. pads the crop square with black (centred, never stretched) and resizes it to 112x112 (INTER_AREA);
 4. resamples to `target_fps` (default 50) by nearest frame, never blending two heart phases.
 A 112x112 video (an EchoNet AVI) skips 1-3, so its frames are bit-identical to the test pipeline's.
 `expand_inputs` turns files, folders and globs into the list of files to read. Errors are one line naming the
-file: MissingInputError for a missing file, BadInputError for anything unusable. The measured memory, the
-auto crop's thresholds and its check on the EchoNet samples are in the README ("Use a trained model on your own
-videos").
+file: MissingInputError, BadInputError. The measured memory, the auto crop's thresholds and its check on the
+EchoNet samples are in the README ("Use a trained model on your own videos").
 """
 from __future__ import annotations
 
@@ -27,7 +27,9 @@ from utils.script.errors import BadInputError, MissingInputError
 from utils.script.validators import positive_or_none
 
 from ..video import SIZE, VIDEO_EXTENSIONS, decode_video
+from .colour_flow import ColourMeter
 from .dicom import DICOM_EXTENSIONS, MIN_FRAMES, dicom_frame_rate, dicom_frames, is_dicom_file, read_dicom_header
+from .ultrasound_regions import Region, read_regions, tissue_crop
 
 DEFAULT_FPS = 50.0  # EchoNet-Dynamic frame rate
 FPS_TOLERANCE = 0.005  # rates within 0.5% of the target are not resampled
@@ -39,6 +41,9 @@ WEAK_MOTION = 0.3  # any change above codec noise: grows the sector into its dar
 BLUR_FRACTION = 0.01  # blur side / frame side: fills speckle holes in the motion map
 OPEN_FRACTION = 0.02  # opening side / frame side: removes moving lines thinner than this
 MIN_SECTOR_FRACTION = 0.01  # a sector covers at least this part of the frame
+# a folder or glob also lists GIFs (OpenCV reads them; echo datasets are shared as GIFs too)
+LISTED_EXTENSIONS = (*VIDEO_EXTENSIONS, ".gif")
+LISTED_TEXT = " ".join(LISTED_EXTENSIONS)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in source pixels
 CropMode = Union[str, Box]
@@ -56,6 +61,8 @@ class EchoVideoInfo:
     frame_size: tuple[int, int]  # source width, height
     crop: Box | None  # box used; None when a 112x112 video was taken as it is
     notes: list[str] = field(default_factory=list)
+    crop_source: str = "none"  # 'region' (DICOM 2D tissue region), 'auto' (moving sector), 'none', 'given'
+    colour_fraction: float = 0.0  # median share of coloured pixels in the crop (colour_flow)
 
     @property
     def crop_text(self) -> str:
@@ -71,7 +78,7 @@ def _is_video_file(folder: str, name: str) -> bool:
     if name.startswith(".") or name.upper() == "DICOMDIR":  # hidden files, DICOM indexes
         return False
     suffix = os.path.splitext(name)[1].lower()
-    return suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(os.path.join(folder, name))
+    return suffix in LISTED_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(os.path.join(folder, name))
 
 
 def _looks_like_video(path: Path) -> bool:
@@ -104,7 +111,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
 
     A file given by name is always tried (whatever its extension). A folder is searched
     recursively and a glob pattern ('**' allowed) is expanded; there only videos (.avi .mp4 .mov
-    .mkv), .dcm/.dicom files and files with the DICOM marker are kept (so .csv/.txt/.png/.json
+    .mkv .gif), .dcm/.dicom files and files with the DICOM marker are kept (so .csv/.txt/.png/.json
     and DICOMDIR are skipped). A missing path, a glob without matches or a folder/glob without
     videos is a one-line error naming it.
     """
@@ -118,7 +125,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
         elif path.is_dir():
             found = _videos_in_folder(path)
             if not found:
-                raise BadInputError(f"folder {text} holds no video files (.avi .mp4 .mov .mkv or DICOM)")
+                raise BadInputError(f"folder {text} holds no video files ({LISTED_TEXT} or DICOM)")
         elif any(c in text for c in "*?["):  # a glob pattern
             matches = [Path(m) for m in glob.glob(text, recursive=True)]
             if not matches:
@@ -127,7 +134,7 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             for folder in (m for m in matches if m.is_dir()):
                 found += _videos_in_folder(folder)
             if not found:
-                raise BadInputError(f"{text} matches no video files (.avi .mp4 .mov .mkv or DICOM)")
+                raise BadInputError(f"{text} matches no video files ({LISTED_TEXT} or DICOM)")
         else:
             raise MissingInputError(f"input {text} does not exist")
         for video in found:
@@ -246,12 +253,13 @@ def _opencv_fps(capture: cv2.VideoCapture) -> float | None:
     return rate if rate is not None and rate < 1000 else None  # some containers report nonsense
 
 
-def _opencv_grey_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+def _opencv_frames(capture: cv2.VideoCapture) -> Iterator[np.ndarray]:
+    """RGB frames (their grey is BGR2GRAY's, bit for bit): the colour is measured before they turn grey."""
     while True:
         ok, bgr = capture.read()
         if not ok:
             return
-        yield bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+        yield bgr if bgr.ndim == 2 else cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 # ---------------------------------------------------------------- the entry point
@@ -267,6 +275,7 @@ class _Source:
     frames: Iterator[np.ndarray]  # [H, W] grey or [H, W, 3] RGB, uint8
     notes: list[str]
     capture: cv2.VideoCapture | None = None  # released by the caller
+    regions: list[Region] = field(default_factory=list)  # a DICOM's ultrasound regions
 
 
 def _open_source(path: str) -> _Source:
@@ -274,10 +283,11 @@ def _open_source(path: str) -> _Source:
         header = read_dicom_header(path)
         fps, tag = dicom_frame_rate(header)
         note = f"frame rate from DICOM {tag}" if tag else "no frame rate in the DICOM header"
-        return _Source(True, int(header.Columns), int(header.Rows), fps, dicom_frames(path, header), [note])
+        return _Source(True, int(header.Columns), int(header.Rows), fps, dicom_frames(path, header), [note],
+                       regions=read_regions(header))
     capture = _open_capture(path)
     return _Source(False, int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT)),
-                   _opencv_fps(capture), _opencv_grey_frames(capture), [], capture)
+                   _opencv_fps(capture), _opencv_frames(capture), [], capture)
 
 
 def _to_grey(frame: np.ndarray) -> np.ndarray:
@@ -308,38 +318,53 @@ def _as_decoded(path: str, source: _Source) -> np.ndarray:
     return np.stack(frames) if frames else np.zeros((0, SIZE, SIZE, 3), np.uint8)
 
 
-def _cropped_to_model(path: str, source: _Source, crop: CropMode) -> tuple[np.ndarray, Box]:
-    """Grey frames -> crop box (auto, none or given) -> square -> 112x112 in three channels."""
-    grey = [_to_grey(frame) for frame in source.frames]
-    if grey:  # the decoded size is the truth (a container header may say otherwise)
-        source.height, source.width = grey[0].shape
+def _choose_box(path: str, source: _Source, crop: CropMode, grey: list[np.ndarray]) -> tuple[Box, str]:
+    """(crop box, where it came from: 'region', 'auto', 'none' or 'given') for the decoded frames."""
     whole = (0, 0, source.width, source.height)
-    if crop == "auto":
-        box = find_moving_sector(grey)
-        if box is None:
-            box = whole
-            source.notes.append("auto crop found no moving sector: whole frame used")
-    elif crop == "none":
-        box = whole
-    else:
-        box = crop
-        x, y, w, h = box
+    if crop == "none":
+        return whole, "none"
+    if isinstance(crop, tuple):
+        x, y, w, h = crop
         if x + w > source.width or y + h > source.height:
             raise BadInputError(f"{path}: crop box x={x},y={y},w={w},h={h} exceeds the frame "
                                 f"({source.width}x{source.height})")
+        return crop, "given"
+    box, note = tissue_crop(source.regions, source.width, source.height)  # the standard's own answer first
+    if note:
+        source.notes.append(note)
+    if box is not None:
+        return box, "region"
+    box = find_moving_sector(grey)
+    if box is None:
+        source.notes.append("auto crop found no moving sector: whole frame used")
+        return whole, "auto"
+    return box, "auto"
+
+
+def _cropped_to_model(path: str, source: _Source, crop: CropMode, colour: ColourMeter
+                      ) -> tuple[np.ndarray, Box, str]:
+    """Grey frames -> crop box -> square -> 112x112 in three channels; `colour` sees every frame before."""
+    grey = []
+    for frame in source.frames:
+        colour.add(frame)
+        grey.append(_to_grey(frame))
+    if grey:  # the decoded size is the truth (a container header may say otherwise)
+        source.height, source.width = grey[0].shape
+    box, crop_source = _choose_box(path, source, crop, grey)
     x, y, w, h = box
     frames = np.empty((len(grey), SIZE, SIZE, 3), np.uint8)
     for i, frame in enumerate(grey):
         frames[i] = square_and_resize(frame[y:y + h, x:x + w])[..., None]
         grey[i] = None  # free each full-size frame once used
-    return frames, box
+    return frames, box, crop_source
 
 
 def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps: float = DEFAULT_FPS
                     ) -> tuple[np.ndarray, EchoVideoInfo]:
     """Model input frames of any echo video -> (uint8 RGB [F, 112, 112, 3], EchoVideoInfo).
 
-    `crop`: 'auto' (moving sector), 'none' (whole frame) or a box (x, y, w, h) in source pixels.
+    `crop`: 'auto' (a DICOM's 2D tissue region, else the moving sector), 'none' (whole frame) or a box (x, y, w,
+    h) in source pixels; info.crop_source says which, info.colour_fraction how coloured the crop is.
     `target_fps`: frame rate of the result (0: keep the source rate). See the module docstring.
     """
     path = os.fspath(path)
@@ -352,12 +377,15 @@ def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps
         raise BadInputError(f"target_fps must be a positive number of frames per second, or 0, got {target_fps!r}")
 
     source = _open_source(path)
+    colour = ColourMeter()
     try:
         if (source.width, source.height) == (SIZE, SIZE) and not isinstance(crop, tuple):
             source.notes.append(f"already {SIZE}x{SIZE}: frames used as decoded (no grey conversion, crop or resize)")
-            frames, box = _as_decoded(path, source), None
+            frames, box, crop_source = _as_decoded(path, source), None, "none"
+            for frame in frames:
+                colour.add(frame)
         else:
-            frames, box = _cropped_to_model(path, source, crop)
+            frames, box, crop_source = _cropped_to_model(path, source, crop, colour)
     finally:
         if source.capture is not None:
             source.capture.release()
@@ -373,5 +401,7 @@ def load_echo_video(path: str | os.PathLike, crop: CropMode = "auto", target_fps
     if note:
         source.notes.append(note)
     info = EchoVideoInfo(path=path, source_fps=source.fps, fps=fps, n_frames_original=n_original,
-                         n_frames=len(frames), frame_size=(source.width, source.height), crop=box, notes=source.notes)
+                         n_frames=len(frames), frame_size=(source.width, source.height), crop=box, notes=source.notes,
+                         crop_source=crop_source,
+                         colour_fraction=colour.fraction(box or (0, 0, source.width, source.height)))
     return frames, info

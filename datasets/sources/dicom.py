@@ -3,7 +3,8 @@ and the frames, one at a time.
 
 A file is DICOM by its extension (.dcm/.dicom) or by the 'DICM' marker at byte 128, so extension-less files
 work too. Frames are read one by one (`pydicom.pixels.iter_pixels` on the path): 8-bit MONOCHROME1/2 (1 is
-inverted), RGB and YBR_FULL(_422) (pydicom removes the 4:2:2 subsampling and converts YBR to RGB).
+inverted), RGB, YBR_FULL(_422) (pydicom removes the 4:2:2 subsampling and converts YBR to RGB) and PALETTE
+COLOR (8- or 16-bit indices through the header's lookup tables, pydicom's apply_color_lut, to 8-bit RGB).
 Compressed transfer syntaxes go through pydicom's decoder plugins; a missing plugin is reported in one line
 with the package to pip install. Errors are one line naming the file (BadInputError).
 """
@@ -78,7 +79,9 @@ def dicom_frame_rate(header) -> tuple[float | None, str | None]:
     return None, None
 
 
-_SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT")
+_SUPPORTED_PHOTOMETRIC = ("MONOCHROME1", "MONOCHROME2", "RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT",
+                          "PALETTE COLOR")
+PALETTE = "PALETTE COLOR"
 
 
 def read_dicom_header(path: str):
@@ -102,7 +105,7 @@ def read_dicom_header(path: str):
     if photometric not in _SUPPORTED_PHOTOMETRIC:
         raise BadInputError(f"{path}: DICOM PhotometricInterpretation {photometric or '(missing)'} is not "
                             f"supported (supported: {', '.join(_SUPPORTED_PHOTOMETRIC)})")
-    if header.get("BitsAllocated") != 8:
+    if header.get("BitsAllocated") != 8 and not (photometric == PALETTE and header.get("BitsAllocated") == 16):
         raise BadInputError(f"{path}: DICOM pixel data has {header.get('BitsAllocated')} bits allocated; "
                             "only 8-bit echo videos are supported")
     return header
@@ -122,14 +125,24 @@ def _dicom_pixel_frames(path: str, header, n_frames: int) -> Iterator[np.ndarray
         yield from iter_pixels(path)
 
 
+def _palette_rgb(indices: np.ndarray, header) -> np.ndarray:
+    """Palette indices -> uint8 RGB through the header's lookup tables (16-bit entries keep their high byte)."""
+    from pydicom.pixels import apply_color_lut
+
+    rgb = apply_color_lut(indices, header)
+    return (rgb >> 8).astype(np.uint8) if rgb.dtype.itemsize > 1 else rgb.astype(np.uint8)
+
+
 def dicom_frames(path: str, header) -> Iterator[np.ndarray]:
-    """Frames one at a time: [H, W] grey (MONOCHROME1 inverted) or [H, W, 3] RGB, uint8."""
+    """Frames one at a time: [H, W] grey (MONOCHROME1 inverted) or [H, W, 3] RGB (PALETTE COLOR looked up),
+    uint8."""
     transfer_syntax = header.file_meta.get("TransferSyntaxUID") if hasattr(header, "file_meta") else None
     syntax_name = getattr(transfer_syntax, "name", None) or str(transfer_syntax or "unknown transfer syntax")
     invert = header.PhotometricInterpretation == "MONOCHROME1"
+    palette = header.PhotometricInterpretation == PALETTE
     try:
         for frame in _dicom_pixel_frames(path, header, int(header.NumberOfFrames)):
-            frame = np.asarray(frame, dtype=np.uint8)
+            frame = _palette_rgb(frame, header) if palette else np.asarray(frame, dtype=np.uint8)
             if frame.ndim == 3 and frame.shape[-1] == 1:
                 frame = frame[..., 0]
             yield 255 - frame if invert else frame

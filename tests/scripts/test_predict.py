@@ -213,6 +213,7 @@ def test_dicom_of_a_sample_scores_like_its_avi(mixed_run):
         assert dicom[key] == avi[key], key
     assert avi["n_frames"] == len(decode_video(SAMPLE_VIDEOS[0])) and avi["fps"] == 50
     assert pd.isna(dicom["crop"]) and "frame rate from DICOM FrameTime" in dicom["notes"]
+    assert dicom["crop_source"] == avi["crop_source"] == "none"  # 112x112: used as it is
 
 
 @needs_samples
@@ -236,6 +237,7 @@ def test_screen_recording_is_cropped_to_its_sector_and_scored(mixed_run):
     row, boxes = row_of(mixed_run["table"], mixed_run["screen"]), mixed_run["boxes"]
     assert mixed_run["status"] == 0 and pd.isna(row["error"]) and np.isfinite(row["ef"])
     box = tuple(int(v) for v in row["crop"].split(","))
+    assert row["crop_source"] == "auto"
     assert intersection(box, boxes["text"]) == 0  # the burnt-in text is outside the crop
     sector = boxes["sector"]
     assert intersection(box, sector) >= 0.97 * sector[2] * sector[3]

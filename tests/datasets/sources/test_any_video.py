@@ -194,3 +194,16 @@ def test_expand_inputs(tmp_path, monkeypatch):
     (root / "empty").mkdir()
     with pytest.raises(BadInputError, match="folder .*empty holds no video files"):
         expand_inputs([root / "empty"])
+
+
+def test_gifs_in_a_folder_are_listed_and_read(tmp_path):
+    """A GIF in a folder is listed with the videos (a .png beside it is not) and read like any video."""
+    from PIL import Image
+
+    frames = [Image.fromarray(np.full((60, 80), 40 * k, np.uint8)) for k in range(4)]
+    frames[0].save(tmp_path / "loop.gif", save_all=True, append_images=frames[1:], duration=40)
+    frames[0].save(tmp_path / "still.png")
+    assert expand_inputs([tmp_path]) == [tmp_path / "loop.gif"]
+    video, info = load_echo_video(tmp_path / "loop.gif", crop="none", target_fps=0)
+    assert video.shape == (4, 112, 112, 3) and info.frame_size == (80, 60)
+    assert [int(f[56, 56, 0]) for f in video] == [0, 40, 80, 120]

@@ -138,3 +138,24 @@ def test_missing_decoder_names_the_package(tmp_path):
         load_echo_video(path)
     assert_one_line_naming(error, path)
     assert 'pip install "pylibjpeg>=2.0" "pylibjpeg-libjpeg>=2.1"' in str(error.value)  # pure-pip option first
+
+
+def test_palette_colour_dicom_is_read_through_its_lookup_tables(tmp_path):
+    """8-bit indices i with 16-bit tables red = 257 i, green = 257 (255 - i), blue = 257 * 128: each pixel must
+    read (i, 255 - i, 128) (the tables' high byte), as pydicom's apply_color_lut gives."""
+    cells = np.random.default_rng(0).integers(0, 256, (3, 10, 15), dtype=np.uint8)
+    indices = np.repeat(np.repeat(cells, 4, axis=1), 4, axis=2)  # 4x4 cells: the colour meter's blocks
+    ramp = np.arange(256, dtype=np.uint16)
+    tables = {"Red": ramp * 257, "Green": (255 - ramp) * 257, "Blue": np.full(256, 128 * 257, np.uint16)}
+    path = write_dicom(tmp_path / "palette.dcm", indices, "PALETTE COLOR", FrameTime=20)
+    ds = pydicom.dcmread(path)
+    for colour, table in tables.items():
+        ds.add_new(f"{colour}PaletteColorLookupTableDescriptor", "US", [256, 0, 16])
+        ds.add_new(f"{colour}PaletteColorLookupTableData", "OW", table.tobytes())
+    ds.save_as(path)
+    frames, info = load_echo_video(path, crop="none", target_fps=0)
+    expected_rgb = np.stack([indices, 255 - indices, np.full_like(indices, 128)], -1)
+    expected = np.stack([cv2.resize(np.pad(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), ((10, 10), (0, 0))), (112, 112),
+                                    interpolation=cv2.INTER_AREA) for f in expected_rgb])
+    assert np.array_equal(frames[..., 0], expected) and info.crop_source == "none"
+    assert info.colour_fraction > 0.5  # (i, 255 - i, 128) has a chroma >= 48 for |i - 127.5| >= 24
