@@ -2,13 +2,15 @@
 
     python app.py --pretrained_weights best.pth --model uniformer_small [--host 127.0.0.1] [--port 7860]
     python app.py                      # the demo's model (save/demo, written by `bash demo.sh`)
+    python app.py --host 0.0.0.0 --auth_file users.txt --ssl_certfile cert.pem --ssl_keyfile key.pem  # a team
 
 Built with Gradio. One code path with predict.py (scoring/: its options with --crop as the page's default, its
 clips, EF and CSV row), so the page's EF for a file is predict.py's for the same options. The page shows the EF
 (mean +- SD over clips) with its range, the first frame with the crop, the EF per clip (as predict.py --plot),
-the Grad-CAM of one clip (as visualize.py cam) and the CSV. Safe by default: it listens on 127.0.0.1, makes no
-share link, sends no analytics, accepts video/DICOM uploads up to --max_upload_mb, keeps all it writes in one
-temporary folder removed when it stops, shows and logs no DICOM header field, runs one job at a time.
+the Grad-CAM of one clip (as visualize.py cam) and the CSV. Safe by default: it listens on 127.0.0.1 (elsewhere
+only with a login, page.auth), makes no share link, sends no analytics, accepts uploads up to --max_upload_mb,
+keeps each session's jobs apart (page.jobs) in one temporary folder removed when it stops, shows and logs no
+DICOM header field, runs one job at a time.
 """
 import argparse
 import functools
@@ -18,11 +20,9 @@ import inspect
 import os
 import shutil
 import signal
-import sys
 import tempfile
 import time
 import traceback
-import uuid
 from pathlib import Path
 
 import cv2
@@ -39,7 +39,10 @@ from utils.engine.amp import amp_dtype
 from utils.engine.distributed import init_distributed
 from utils.evaluation.grad_cam import grad_cam
 from utils.pictures.cam import BROWSER_FORMATS, write_cam_video
-from scoring.archive_clips import FAILED, SCORED, SKIPPED
+from page.auth import AUTH_ENV, launch_access
+from page.display import crop_text, ef_range, summary_html  # noqa: F401 - ef_range: tested through app
+from page.jobs import PageBusyError, SessionJobs
+from scoring.archive_clips import FAILED, SCORED
 from scoring.options import add_scoring_args
 from scoring.rows import CSV_COLUMNS, csv_row
 from scoring.scorer import PREVIEW_FRAMES, load_scorer, score_videos, video_clips
@@ -55,11 +58,11 @@ DEMO_WEIGHTS = ROOT / "save" / "demo" / "stage2" / "best.pth"
 DEMO_SHAPE = {"model": "uniformer_tiny", "frames": 16, "frequency": 4}  # as demo.sh trains it
 DISCLAIMER = ("**Research tool, not a diagnosis.** The EF comes from a model trained on EchoNet-Dynamic "
               "apical-4-chamber videos; it has not been validated for clinical use.")
-KEPT_JOBS = 4  # job folders (CSV, pictures) kept in the temporary folder; older ones are removed
 CSS = """.ef-row {display: flex; flex-wrap: wrap; align-items: baseline; gap: 0 1.2em; padding: .4em 0;
 border-bottom: 1px solid #ddd} .ef-value {font-size: 2.6em; font-weight: 700} .ef-name {font-weight: 600}
 .ef-range {font-size: 1.2em; font-weight: 600} .ef-normal {color: #1a7f37} .ef-mild {color: #9a6700}
-.ef-reduced {color: #cf222e} .ef-meta, .ef-notes {width: 100%; color: #555} .ef-error {color: #cf222e}"""
+.ef-reduced {color: #cf222e} .ef-meta, .ef-notes {width: 100%; color: #555} .ef-error {color: #cf222e}
+.ef-knn {font-size: 1.1em} .ef-unfamiliar {width: 100%; color: #9a6700; font-weight: 600}"""
 
 
 # ---------------------------------------------------------------- options and model
@@ -71,8 +74,22 @@ def parse_option(argv=None):
                         help=f"a CoReEcho checkpoint or hf://OWNER/REPO/FILE; default: the demo's model "
                              f"({DEMO_WEIGHTS}) when it exists")
     parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on; 0.0.0.0 lets every machine that reaches this one use the page")
+                        help="address to listen on; any other than loopback (0.0.0.0: every machine that reaches "
+                             "this one) needs --auth_file, and should have --ssl_certfile/--ssl_keyfile")
     parser.add_argument("--port", type=positive_int, default=7860)
+    parser.add_argument("--auth_file", default=None,
+                        help=f"a login for the page: a file of user:password lines (or ${AUTH_ENV}); hash a "
+                             "password with `python -m page.auth hash-password` (never give one on the command line)")
+    parser.add_argument("--ssl_certfile", default=None, help="serve HTTPS with this certificate (PEM)")
+    parser.add_argument("--ssl_keyfile", default=None, help="the certificate's private key (PEM)")
+    parser.add_argument("--jobs_per_session", type=positive_int, default=2,
+                        help="job folders (CSV, Grad-CAM) a browser session keeps: its own oldest goes first")
+    parser.add_argument("--max_jobs", type=positive_int, default=16,
+                        help="job folders of all sessions together; a new job beyond it is refused, never "
+                             "made room for with another session's")
+    parser.add_argument("--job_ttl_min", type=positive_int, default=60,
+                        help="a session's jobs are removed when its tab closes, or this long after its last use; "
+                             "uploads and copies served to the browser this long after they were made")
     parser.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted")
     add_scoring_args(parser)
     next(a for a in parser._actions if a.dest == "num_workers").help = argparse.SUPPRESS  # accepted, unused
@@ -100,39 +117,6 @@ class Scorer:
 
 
 # ---------------------------------------------------------------- what the page shows
-
-def ef_range(ef):
-    """The range of an EF (%), judged on the value shown (one decimal): (label, CSS class)."""
-    shown = round(float(ef), 1)
-    if shown >= 50:
-        return "normal (≥ 50 %)", "ef-normal"
-    if shown > 40:
-        return "mildly reduced (41-49 %)", "ef-mild"
-    return "reduced (≤ 40 %)", "ef-reduced"
-
-
-def summary_html(videos):
-    """One row per file: the EF in large type with its range, clips and frame rates; or the file's error."""
-    rows = []
-    for video in videos:
-        name = f'<span class="ef-name">{html.escape(video["name"])}</span>'
-        if video["status"] != SCORED:  # skipped (not a cine loop, too short) or failed: the one line why
-            line = f"{video['name']}: skipped: {video['error']}" if video["status"] == SKIPPED else video["error"]
-            rows.append(f'<div class="ef-row">{name}<span class="ef-error">{html.escape(line)}</span></div>')
-            continue
-        ef = video["clip_ef"]
-        label, kind = ef_range(ef.mean())
-        fps, used = video["fps"], video["fps_used"]
-        meta = (f"{len(ef)} clip(s) of {video['n_frames']} frames; "
-                + (f"{fps:g} fps found" if fps else "no frame rate found")
-                + (f", {used:g} fps used; " if used else ", frames used as they are; ")
-                + (f"crop {video['crop']}" if video["crop"] else "used as it is (112x112)"))
-        notes = "".join(f"<div>{html.escape(note)}</div>" for note in video["notes"])
-        rows.append(f'<div class="ef-row">{name}<span class="ef-value">{ef.mean():.1f} ± {ef.std():.1f} %</span>'
-                    f'<span class="ef-range {kind}">{label}</span><div class="ef-meta">{html.escape(meta)}</div>'
-                    f'<div class="ef-notes">{notes}</div></div>')
-    return '<div id="ef-rows">' + "".join(rows) + "</div>"
-
 
 def first_frame_with_crop(path, crop):
     """The first frame of the original file (any_video's own reader: the frame the box was found on, RGB) with
@@ -209,7 +193,7 @@ def accepted(path):
 
 
 def score_files(scorer, paths, crop, progress):
-    """(videos: one dict per file, in order, CSV rows, timing {read, model}) through predict.py's path."""
+    """(videos: one dict per file, in order, their CSV rows, timing {read, model}) through predict.py's path."""
     opt = argparse.Namespace(**{**vars(scorer.opt), "crop": crop})
     names = [Path(p).name for p in paths]
     readable = [p for p in paths if accepted(p)]
@@ -228,18 +212,18 @@ def score_files(scorer, paths, crop, progress):
     for path, name in zip(paths, names):
         if path not in scored:
             error = f"{name}: not a video this page reads (AVI/MP4/MOV/MKV or DICOM)"
-            videos.append({"name": name, "error": error, "status": FAILED})
             rows.append({"file": name, "n_clips": 0, "error": error, "status": FAILED})
+            videos.append({"name": name, "status": FAILED, "row": rows[-1]})
             continue
         item, clip_ef = scored[path]
         # the upload is known by its name; its copy's modification time is not the user's file's
         row = {**csv_row(item, clip_ef), "file": name, "file_mtime_ns": None}
         row["error"] = row["error"].replace(path, name)  # the upload's temporary path means nothing to the user
         rows.append(row)
-        videos.append({"name": name, "path": path, "error": row["error"], "status": row["status"], "clip_ef": clip_ef,
+        # what the pictures need; the text on the page comes from the row (page.display)
+        videos.append({"name": name, "path": path, "status": row["status"], "row": row, "clip_ef": clip_ef,
                        "starts": item["starts"].numpy(), "clips": item["image"], "preview": item["preview"].numpy(),
-                       "preview_indexes": item["preview_indexes"].numpy(), "crop": item["crop"], "notes": item["notes"],
-                       "fps": item["fps"], "fps_used": item["fps_used"], "n_frames": item["n_frames"]})
+                       "preview_indexes": item["preview_indexes"].numpy(), "crop": item["crop"]})
     return videos, rows, timing
 
 
@@ -249,17 +233,6 @@ def write_csv(rows, folder):
     table = pd.DataFrame(rows, columns=CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})
     table.to_csv(path, index=False, float_format="%.5f")
     return path
-
-
-def job_folder(root):
-    """A fresh folder for one job's files; only the newest KEPT_JOBS are kept."""
-    jobs = Path(root, "jobs")
-    jobs.mkdir(exist_ok=True)
-    for old in sorted(jobs.iterdir(), key=lambda p: p.stat().st_mtime)[:-KEPT_JOBS + 1]:
-        shutil.rmtree(old, ignore_errors=True)
-    folder = jobs / uuid.uuid4().hex
-    folder.mkdir()
-    return str(folder)
 
 
 # ---------------------------------------------------------------- the page
@@ -279,10 +252,11 @@ def example_video(root):
 class Page:
     """The Gradio page (`self.blocks`) and its handlers; every event that runs the model shares one queue slot."""
 
-    def __init__(self, scorer, root, example):
-        self.scorer, self.root, self.example = scorer, root, example
+    def __init__(self, scorer, jobs, example):
+        self.scorer, self.jobs, self.example = scorer, jobs, example
+        # uploads and the copies of outputs Gradio serves: removed once older than a job's time to live
         with gr.Blocks(title="CoReEcho: EF of an echo video", analytics_enabled=False,
-                       delete_cache=(3600, 3600)) as self.blocks:
+                       delete_cache=(min(600, jobs.ttl_s), jobs.ttl_s)) as self.blocks:
             self._layout()
             self._wire()
 
@@ -313,7 +287,8 @@ class Page:
                                     elem_id="cam-gif")
         self.curve = gr.Image(label="EF per clip along the video (click a clip for its Grad-CAM)", interactive=False,
                               format="png", elem_id="curve")
-        self.memory = gr.State()  # the last job's videos (clips, EFs), for the pictures
+        # the session's last job (clips, EFs), for the pictures; its folders go with it
+        self.memory = gr.State(time_to_live=self.jobs.ttl_s, delete_callback=self.forget)
 
     def _wire(self):
         # every event may set everything (a handler's dict names what it changes; an error clears it all)
@@ -321,8 +296,11 @@ class Page:
                       self.curve, self.cam_video, self.cam_gif]
 
         # Gradio gives a handler a progress bar or the click by the defaults and types of its parameters
-        def score(files, crop, progress=gr.Progress()):
-            return self.on_score(files, crop, progress)
+        def score(files, crop, request: gr.Request, progress=gr.Progress()):
+            return self.on_score(files, crop, request.session_hash, progress)
+
+        def closed(request: gr.Request):  # the tab closed or reloaded: its session's jobs are removed now
+            self.jobs.release(request.session_hash)
 
         def pick_video(state, k, progress=gr.Progress()):
             return self.views(state, k, progress=progress)
@@ -343,6 +321,12 @@ class Page:
                               concurrency_id="model")
         self.curve.select(self.guarded(click_curve), [self.memory, self.video_pick], everything,
                           concurrency_id="model")
+        self.blocks.unload(closed)
+
+    def forget(self, state):
+        """Gradio dropped a session's state (closed tab, time to live): its job folders go too."""
+        if state:
+            self.jobs.release(state["session"])
 
     def views(self, state, k, chosen=None, progress=lambda *args, **kwargs: None):
         """The pictures of video k: first frame and crop, EF curve, Grad-CAM of clip `chosen` (default: the clip
@@ -350,12 +334,15 @@ class Page:
         video = scored_video(state, k)
         if video is None:
             return {}
+        if not self.jobs.holds(state["session"], state["folder"]):
+            raise PageBusyError(f"the pictures of this job were removed after {self.jobs.ttl_s / 60:g} minutes "
+                                "without use: score the files again")
         ef = video["clip_ef"]
         chosen = int(np.argmin(np.abs(ef - ef.mean()))) if chosen is None else int(chosen)
         curve, video["x_pixels"] = curve_picture(video, chosen)
         progress(0.5, desc="Grad-CAM")
         cam, cam_ef = cam_file(self.scorer, video, chosen, state["folder"])
-        crop = f"crop {video['crop']} ({state['crop']})" if video["crop"] else "112x112: used as it is"
+        crop = crop_text(video["row"], state["crop"]) if video["crop"] else "112x112: used as it is"
         webm = cam.endswith(".webm")
         clips = [(f"frame {start}: EF {e:.1f} %", i) for i, (start, e) in enumerate(zip(video["starts"], ef))]
         return {self.clip_pick: gr.update(choices=clips, value=chosen),
@@ -388,18 +375,18 @@ class Page:
                 yield self.cleared(f"error: {type(e).__name__}: {' '.join(str(e).split())}")
         return run
 
-    def on_score(self, files, crop, progress):
+    def on_score(self, files, crop, session, progress):
         if not files:
             yield self.cleared("Upload a video first (or press Example).")
             return
-        crop = crop.strip() or "auto"
+        crop = (crop or "").strip() or self.scorer.opt.crop  # left out or empty (API, cleared box): the default
         parse_crop(crop)
         began = time.perf_counter()
-        state = {"folder": job_folder(self.root), "crop": crop}
+        state = {"folder": self.jobs.new(session), "crop": crop, "session": session}
         state["videos"], rows, timing = score_files(self.scorer, list(files), crop, progress)
         good = [k for k, video in enumerate(state["videos"]) if video["status"] == SCORED]
         # the EF first (the last job's pictures cleared), then the pictures of the first video scored
-        yield {**self.cleared(""), self.summary: summary_html(state["videos"]), self.memory: state,
+        yield {**self.cleared(""), self.summary: summary_html(rows), self.memory: state,
                self.csv_file: write_csv(rows, state["folder"]),
                self.video_pick: gr.update(choices=[(state["videos"][k]["name"], k) for k in good],
                                           value=good[0] if good else None)}
@@ -418,6 +405,8 @@ class Page:
 
 def main(argv=None):
     opt = parse_option(argv)
+    # who may reach the page is decided first: off loopback without credentials it ends here, exit status 2
+    access = launch_access(opt.host, opt.auth_file, opt.ssl_certfile, opt.ssl_keyfile)
     scorer = Scorer(opt)
     root = tempfile.mkdtemp(prefix="coreecho-app-")
     # Gradio reads these when a page is made and launched: uploads and outputs in the folder removed at the end;
@@ -426,17 +415,16 @@ def main(argv=None):
     global gr
     try:
         gr = importlib.import_module("gradio")
-        page = Page(scorer, root, example_video(root)).blocks
-        if opt.host not in ("127.0.0.1", "localhost", "::1"):
-            print(f"warning: listening on {opt.host}: anyone who reaches this machine can upload files and read "
-                  "the results (no login)", file=sys.stderr, flush=True)
+        jobs = SessionJobs(Path(root, "jobs"), opt.jobs_per_session, opt.max_jobs, 60 * opt.job_ttl_min)
+        page = Page(scorer, jobs, example_video(root)).blocks
         print(f"Model {opt.pretrained_weights} ({opt.model}, clips of {opt.frames} frames every {opt.frequency}), "
               f"device {scorer.device}, AMP {scorer.amp or 'off'}", flush=True)
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the folder is removed
         page.queue(default_concurrency_limit=1).launch(
             server_name=opt.host, server_port=opt.port, share=False, max_file_size=f"{opt.max_upload_mb}mb",
             allowed_paths=[root], ssr_mode=False, run_history=False, mcp_server=False, footer_links=[], css=CSS,
-            show_error=False, inbrowser=False)
+            show_error=False, inbrowser=False, auth_message="CoReEcho: log in with your team's credentials",
+            **access)
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -114,15 +114,20 @@ def open_page(browser, server):
     browser.get(server["url"])
 
 
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+def start_browser(profile, *flags):
+    """Headless Chromium with its own profile folder; `flags` added (e.g. to accept a test's certificate)."""
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1400,1700", f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"):
+                 "--window-size=1400,1700", f"--user-data-dir={profile}", *flags):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    return webdriver.Chrome(service=Service(DRIVER), options=options)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    driver = start_browser(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
 
@@ -213,7 +218,9 @@ def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, 
     # the crop shown is the one predict.py used
     screen = table[table["file"].str.endswith("screen.mp4")].iloc[0]
     frame_label = browser.find_element(By.CSS_SELECTOR, "#crop-image label").text
-    assert frame_label == f"screen.mp4: first frame, crop {screen['crop']} (auto)"
+    # where the crop came from: the row's crop_source in words, or the crop asked for where rows lack it
+    source = "found from the moving sector" if "crop_source" in table else "auto"
+    assert frame_label == f"screen.mp4: first frame, crop {screen['crop']} ({source})"
     assert "Research tool, not a diagnosis" in browser.find_element(By.ID, "disclaimer").text
     assert "Grad-CAM of the clip at frame" in cam_label(browser)
     # nothing from elsewhere: every resource the page loaded came from the app
