@@ -44,15 +44,19 @@ def content_identity(path) -> str:
     return "sha256:" + digest.hexdigest()
 
 
-def nearest(train, queries, k):
-    """(mean L2 distance of each query to its k nearest rows of `train` [M], their indexes [M, k]), in float64 one
-    query at a time, so a video's distance does not depend on which others are scored with it."""
+def nearest(train, queries, k, train_norms=None):
+    """(mean L2 distance of each query to its k nearest rows of `train` [M], their indexes [M, k]), in float64,
+    one query at a time (a video's distance does not depend on which others are scored with it), as
+    |t|^2 + |q|^2 - 2 t.q: one matrix-vector product. `train_norms`: |t|^2 of `train`, precomputed."""
     train = np.asarray(train, dtype=np.float64)
+    if train_norms is None:
+        train_norms = (train * train).sum(axis=1)
     k = min(k, len(train))
     distances, indexes = [], []
     for query in np.asarray(queries, dtype=np.float64):
-        to_train = np.sqrt(((train - query) ** 2).sum(axis=1))
-        closest = np.argsort(to_train, kind="stable")[:k]
+        to_train = np.sqrt(np.maximum(train_norms + query @ query - 2 * (train @ query), 0))
+        closest = np.argpartition(to_train, k - 1)[:k] if k < len(to_train) else np.arange(len(to_train))
+        closest = closest[np.lexsort((closest, to_train[closest]))]  # nearest first, ties by index
         distances.append(to_train[closest].mean())
         indexes.append(closest)
     return np.array(distances).reshape(-1), np.array(indexes, dtype=np.int64).reshape(-1, k)
@@ -72,6 +76,10 @@ class Reference:
     meta: dict
     path: str
 
+    def __post_init__(self):
+        self._train = self.embeddings.astype(np.float64)  # once, not per file
+        self._norms = (self._train * self._train).sum(axis=1)
+
     @property
     def threshold(self) -> float:
         return float(self.meta["threshold"])
@@ -82,7 +90,7 @@ class Reference:
         if video.shape != self.embeddings.shape[1:]:
             raise BadInputError(f"{self.path}: embeddings of {self.embeddings.shape[1]} values, the model gives "
                                 f"{video.shape[0]}: a reference of another model")
-        [distance], [neighbours] = nearest(self.embeddings, video[None], int(self.meta["k"]))
+        [distance], [neighbours] = nearest(self._train, video[None], int(self.meta["k"]), self._norms)
         return {"distance": float(distance), "unfamiliar": int(distance > self.threshold),
                 "ef_knn": float(self.ef[neighbours].mean())}
 

@@ -4,7 +4,8 @@ real vendor files (a JPEG-baseline YBR_FULL_422 ultrasound cine, single-frame ul
 secondary capture, a structured report), generated single-frame images, AVIs and corrupt files.
 
 One uninterrupted in-process run is the reference; a run SIGKILLed at a random row and resumed by two gloo
-processes under torchrun must write the same CSVs byte for byte. Its rows show the status rules
+processes under torchrun must write the same CSVs byte for byte (rows, clips, studies; the distance columns
+from a familiarity reference made beside the checkpoint from a few of the archive's loops). Its rows show the status rules
 (scored / skipped / failed, exit 1 only for failures) and the identity columns; no patient name, ID or birth
 date reaches any output or log. Clips: uniformer_tiny, 8 frames every frame, one clip per loop, 32x32 videos.
 """
@@ -32,6 +33,8 @@ from pydicom.uid import JPEGLSLossless, RLELossless, UltrasoundImageStorage, gen
 
 import predict
 from conftest import REPO_ROOT, free_port, write_dicom, write_tiny_checkpoint
+from scoring.familiarity import content_identity, reference_path, save_reference
+from scoring.scorer import embed_videos, load_scorer, video_clips
 from scoring.rows import CSV_COLUMNS
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError
@@ -107,6 +110,19 @@ def archive(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def familiar(archive, checkpoint):
+    """A familiarity reference beside the checkpoint: 8 of the archive's cine loops as the training videos (EF 30,
+    35, ..., 65), 4 others as the val videos; the AVIs and the vendor cine lie farther."""
+    opt = predict.parse_option(["--pretrained_weights", str(checkpoint), *ARGS, "x"])
+    model, regressor, _ = load_scorer(opt, torch.device("cpu"))
+    paths = [str(archive / f"STUDY{k:03d}" / "SERIES1" / f"IM{j:04d}") for k in range(3) for j in range(4)]
+    embeddings = [e.mean(axis=0) for _, _, e in embed_videos(opt, model, regressor, video_clips(opt, paths),
+                                                              torch.device("cpu"), None)]
+    meta = {"checkpoint": content_identity(checkpoint), "frames": 8, "frequency": 1}
+    return save_reference(reference_path(checkpoint), embeddings[:8], np.arange(30, 70, 5), embeddings[8:], meta)
+
+
 def forked_run(args):
     """predict.main(args) in a child process forked from this one (no second start-up and imports: the kill test
     stays cheap); its output goes nowhere and it never returns into pytest. -> its pid"""
@@ -131,12 +147,12 @@ def run_in_process(args):
 
 
 def outputs(csv_path):
-    """(OUT.csv, OUT.clips.csv) as text."""
-    return csv_path.read_text(), csv_path.with_name(csv_path.stem + ".clips.csv").read_text()
+    """(OUT.csv, OUT.clips.csv, OUT.studies.csv) as text."""
+    return tuple(csv_path.with_name(csv_path.stem + end).read_text() for end in (".csv", ".clips.csv", ".studies.csv"))
 
 
 @pytest.fixture(scope="module")
-def reference(archive, checkpoint, tmp_path_factory):
+def reference(archive, checkpoint, familiar, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference") / "ef.csv"
     start = time.perf_counter()
     status, printed = run_in_process(["--pretrained_weights", str(checkpoint), *ARGS, "--output", str(out),
@@ -203,6 +219,31 @@ def test_dicom_rows_carry_their_study_and_series(reference, archive):
     assert by_name(table, "STUDY001", "loop.avi")["study_uid"] == ""
 
 
+def test_familiarity_columns_and_one_ef_per_study(reference, familiar, archive):
+    table = reference["table"]
+    scored = table["status"] == "scored"
+    assert (table.loc[~scored, ["distance", "unfamiliar", "ef_knn"]] == "").all().all()
+    distance = table.loc[scored, "distance"].astype(float)
+    flagged = table.loc[scored, "unfamiliar"]
+    assert set(flagged) == {"0", "1"} and (flagged == "1").tolist() == (distance > familiar.threshold).tolist()
+    assert table.loc[scored, "ef_knn"].astype(float).between(30, 65).all()  # means of the reference's EFs
+    assert f"familiarity: {familiar.path} (8 train videos, k 5;" in reference["printed"]
+    # the study of STUDY000's loops, summed up independently of scoring.studies
+    uid = by_name(table, "STUDY000", "SERIES1", "IM0000")["study_uid"]
+    members = table[table["study_uid"] == uid]
+    kept = members[(members["status"] == "scored") & (members["unfamiliar"] == "0")]["ef"].astype(float)
+    studies = pd.read_csv(io.StringIO(reference["texts"][2]), keep_default_na=False, dtype=str).set_index("study")
+    row = studies.loc[uid]
+    # its 4 loops and still, and STUDY999's truncated copy of one of its loops (the header is whole)
+    assert (row["grouped_by"], row["files"], row["scored"], row["skipped"], row["failed"], row["skip_reasons"]) == \
+        ("study_uid", "6", "4", "1", "1", "single frame: 1")
+    assert (int(row["unfamiliar"]), int(row["ef_n"])) == (4 - len(kept), len(kept))
+    if len(kept):
+        assert float(row["ef_mean"]) == pytest.approx(kept.mean(), abs=1e-5)
+    folder = studies.loc[str(archive / "STUDY999")]  # its files without a study UID: grouped by their folder
+    assert folder["grouped_by"] == "folder" and folder["failed"] == "4"  # the 5 failures but CUT0001
+
+
 def test_no_patient_data_in_outputs_or_logs(reference):
     stem = str(reference["out"])[:-len(".csv")]
     texts = [*reference["texts"], reference["printed"],
@@ -242,7 +283,7 @@ def test_sigkilled_run_resumed_by_two_torchrun_processes_writes_the_one_process_
     assert result.returncode == reference["status"], result.stderr[-3000:]  # rank 0's: a file failed
     assert outputs(out) == reference["texts"], kill_after
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ef.clips.csv", "ef.csv", "ef.log", "ef.rank1.log",
-                                                           "ef.settings.json"]
+                                                           "ef.settings.json", "ef.studies.csv"]
     assert f"--resume: {len(rows) - 1} file(s) already done, {201 - len(rows)} left" in result.stdout
     left = 201 - len(rows)  # rank 1 scored every other file left, in its own stream
     assert f"[{left // 2}/{left // 2}] " in (tmp_path / "ef.rank1.log").read_text()

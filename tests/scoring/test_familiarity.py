@@ -72,3 +72,33 @@ def test_bad_reference_files_fail_in_one_line(tmp_path):
     np.savez(partial, embeddings=TRAIN, ef=EF, meta=np.array(json.dumps({"k": 3})))
     with pytest.raises(BadInputError, match=f"^{partial}: array 'val_distances' missing"):
         find_reference(str(partial), tmp_path / "best.pth")
+
+
+def test_reference_command_then_predict_give_the_val_videos_their_calibration_distances(echonet, tmp_path,
+                                                                                         one_torch_thread):
+    """`python -m scoring.reference` beside the checkpoint; predict.py finds it and, scoring the val videos as
+    files, gives each the distance the threshold was calibrated on: the reference and predict share one path."""
+    import pandas as pd
+
+    import predict
+    from conftest import write_tiny_checkpoint
+    from scoring import reference as command
+
+    checkpoint = write_tiny_checkpoint(tmp_path / "best.pth")
+    clips = ["--model", "uniformer_tiny", "--frames", "8", "--frequency", "2", "--clip_stride", "64", "--device",
+             "cpu", "--num_workers", "0"]
+    assert command.main(["--pretrained_weights", str(checkpoint), "--data_folder", str(echonet), *clips]) == 0
+    made = load_reference(reference_path(checkpoint))
+    files = pd.read_csv(echonet / "FileList.csv")
+    train = files[files["Split"].str.upper() == "TRAIN"]
+    assert (made.meta["n_train"], made.meta["n_val"], made.meta["k"]) == (len(train), 3, 5)
+    assert np.sort(made.ef) == pytest.approx(np.sort(train["EF"]), abs=1e-5)  # the reader keeps EF as float32
+    assert made.meta["checkpoint"] == content_identity(checkpoint)
+    assert made.threshold == pytest.approx(np.quantile(made.val_distances, 0.99))
+    val = [str(echonet / "Videos" / f"{name}.avi") for name in files[files["Split"].str.upper() == "VAL"]["FileName"]]
+    out = tmp_path / "ef.csv"
+    assert predict.main(["--pretrained_weights", str(checkpoint), *clips, "--output", str(out), *val]) == 0
+    rows = pd.read_csv(out).set_index("file").loc[val]
+    assert rows["distance"].to_numpy() == pytest.approx(made.val_distances, abs=1e-5)  # 5 decimals in the CSV
+    assert rows["unfamiliar"].tolist() == [int(d > made.threshold) for d in made.val_distances]
+    assert "familiarity: " + str(reference_path(checkpoint)) in (tmp_path / "ef.log").read_text()
