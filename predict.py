@@ -8,7 +8,9 @@ or a whole archive of DICOM studies, on one process or on many GPUs / nodes with
 Inputs are files, folders (searched recursively) or glob patterns; weights a local checkpoint or
 hf://OWNER/REPO/FILE. Each file is scored, skipped (not a cine loop, too short) or failed (scoring.archive_clips);
 its EF is the mean over clips cut every --clip_stride frames over the whole video. Writes OUT.csv (one row per
-input, in input order), OUT.clips.csv and OUT.log, row by row: --resume skips the files already done. Under
+input, in input order; with a familiarity reference also each file's distance to the training videos:
+scoring.familiarity), OUT.clips.csv and OUT.log, row by row, and OUT.studies.csv (one EF per study:
+scoring.studies) at the end: --resume skips the files already done. Under
 torchrun rank 0 merges every rank's rows. Exit status 1 when a file failed, else 0. README ("Use a trained
 model on your own videos", "Score an archive") tells the rest.
 """
@@ -22,11 +24,13 @@ import numpy as np
 from datasets.clips import default_clip_stride
 from datasets.sources.any_video import expand_inputs, parse_crop
 from scoring.archive_clips import FAILED, SCORED, SKIPPED
+from scoring.familiarity import content_identity, familiarity_row, find_reference
 from scoring.options import add_scoring_args, result_settings
 from scoring.rank_sync import RankSync
 from scoring.results_stream import ResultFiles, check_settings, read_rows, write_settings
 from scoring.rows import CLIP_COLUMNS, CSV_COLUMNS, csv_row
-from scoring.scorer import PREVIEW_FRAMES, load_scorer, score_videos, video_clips
+from scoring.scorer import PREVIEW_FRAMES, embed_videos, load_scorer, video_clips
+from scoring.studies import write_studies
 from scoring.study_objects import decodable_syntaxes
 from utils.engine.amp import amp_dtype
 from utils.engine.distributed import cleanup, init_distributed
@@ -55,6 +59,9 @@ def parse_option(argv=None):
     [workers] = [a for a in parser._actions if a.dest == "num_workers"]
     workers.help = "data-loader worker processes (None: the CPUs this process may use, shared by the processes " \
                    "of a machine under torchrun)"
+    parser.add_argument("--reference", type=str, default=None, metavar="FILE",
+                        help="familiarity reference (python -m scoring.reference); default: <checkpoint>.reference.npz "
+                             "beside the checkpoint when there is one; none: no distance columns")
     parser.add_argument("--plot", type=str, default=None, metavar="DIR",
                         help="also save one PNG per video: EF per clip along the video over a few frames")
     return parser.parse_args(argv)
@@ -147,13 +154,14 @@ def rank_logger(files, dist):
 def score_part(opt, scorer, dist, paths, files, log, common):
     """Score `paths` (this rank's part), appending each file's clip rows then its row to this rank's streams;
     --plot figures are named by the path below `common`, the folder of every input."""
-    model, regressor, amp = scorer
+    model, regressor, amp, reference = scorer
     counts = Counter()
     rows, clip_rows = files.open(dist.rank)
     dataset = video_clips(opt, paths, preview=PREVIEW_FRAMES if opt.plot else 0)
     with rows, clip_rows:
-        for item, clip_ef in score_videos(opt, model, regressor, dataset, dist.device, amp):
+        for item, clip_ef, clip_embeddings in embed_videos(opt, model, regressor, dataset, dist.device, amp):
             row = csv_row(item, clip_ef)
+            row.update(familiarity_row(reference, row["status"], clip_embeddings))
             counts[row["status"]] += 1
             log_video(log, f"[{sum(counts.values())}/{len(paths)}]", item, clip_ef)
             starts = item["starts"].numpy()
@@ -174,7 +182,8 @@ def summarise(log, table, seconds, n_scored_now, files):
     log.info(f"{len(table)} files: {scored} scored ({n_clips} clips), {skipped} skipped, {failed} failed"
              + (" (see the error column)" if failed else "") + f"; this run: {n_scored_now} files in {seconds:.1f} s "
              f"({n_scored_now / max(seconds, 1e-9):.2f} files/s)")
-    log.info(f"Saved {files.path}, {os.path.basename(files.detail_path)} and {os.path.basename(files.stem)}.log")
+    log.info(f"Saved {files.path}, {os.path.basename(files.detail_path)}, {os.path.basename(files.stem)}.studies.csv "
+             f"and {os.path.basename(files.stem)}.log")
     return 1 if failed else 0
 
 
@@ -189,11 +198,16 @@ def main(argv=None):
     sync = RankSync(dist)
     videos = sync.from_main(lambda: [str(v) for v in expand_inputs(opt.inputs)])
     model, regressor, weights = load_scorer(opt, dist.device)
+    reference, reference_notes = find_reference(opt.reference, weights.path, (opt.frames, opt.frequency))
+    # a resumed run keeps rows only when their distances come from the same reference
+    opt.familiarity_reference = content_identity(reference.path) if reference else None
     files = ResultFiles(opt.output, CSV_COLUMNS, CLIP_COLUMNS)
     order = {path: i for i, path in enumerate(videos)}
     todo, kept = sync.from_main(lambda: prepare_outputs(opt, files, videos, order))
     log = rank_logger(files, dist)
     log_settings(log, opt, weights, dist.device, amp, len(videos))
+    for level, line in reference_notes:
+        getattr(log, level)(line)
     if kept:
         log.info(f"--resume: {kept} file(s) already done, {len(todo)} left")
     mine = [videos[i] for i in todo[dist.rank::dist.world_size]]  # interleaved: every rank gets long and short
@@ -205,7 +219,7 @@ def main(argv=None):
     # --plot names a figure by its path below the inputs' common folder, so names never collide
     common = os.path.commonpath([os.path.dirname(os.path.abspath(v)) for v in videos]) if videos else ""
     start = time.perf_counter()
-    score_part(opt, (model, regressor, amp), dist, mine, files, log, common)
+    score_part(opt, (model, regressor, amp, reference), dist, mine, files, log, common)
     sync.barrier()
     if not dist.is_main:
         cleanup()
@@ -215,6 +229,7 @@ def main(argv=None):
     cleanup()
     if len(table) != len(videos):
         raise RuntimeError(f"{len(videos) - len(table)} file(s) have no row in {files.path}")
+    write_studies(table, files.stem + ".studies.csv")  # from the merged rows: the same after --resume, torchrun
     return summarise(log, table, time.perf_counter() - start, len(todo), files)
 
 

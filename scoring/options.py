@@ -10,7 +10,7 @@ from .short_loops import POLICIES
 DEFAULT_LOOPS = ShortLoopSettings()  # the defaults of --short_loops, --min_frames, --min_seconds
 # what a resumed run must share with the rows it keeps
 RESULT_SETTINGS = ("pretrained_weights", "model", "frames", "frequency", "clip_stride", "crop", "target_fps",
-                   "short_loops", "min_frames", "min_seconds", "amp", "depthwise")
+                   "short_loops", "min_frames", "min_seconds", "amp", "depthwise", "familiarity_reference")
 
 
 def add_scoring_args(parser):
@@ -36,4 +36,4 @@ def add_scoring_args(parser):
 
 def result_settings(opt) -> dict:
     """The options of `opt` that shape the results (RESULT_SETTINGS), as kept beside them."""
-    return {key: getattr(opt, key) for key in RESULT_SETTINGS}
+    return {key: getattr(opt, key, None) for key in RESULT_SETTINGS}  # familiarity_reference: set by predict.py

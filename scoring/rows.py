@@ -1,10 +1,11 @@
 """The rows predict.py writes and the web page offers: one per file (`CSV_COLUMNS`, `csv_row`) and one per clip
 (`CLIP_COLUMNS`)."""
 from .archive_clips import SCORED
+from .familiarity import COLUMNS as FAMILIARITY_COLUMNS
 from .study_objects import IDENTITY_COLUMNS
 
-CSV_COLUMNS = ["file", "ef", "ef_std", "n_clips", "n_frames", "fps", "fps_used", "crop", "crop_source", "error",
-               "notes", "status", *IDENTITY_COLUMNS, "file_size", "file_mtime_ns"]
+CSV_COLUMNS = ["file", "ef", "ef_std", *FAMILIARITY_COLUMNS, "n_clips", "n_frames", "fps", "fps_used", "crop",
+               "crop_source", "error", "notes", "status", *IDENTITY_COLUMNS, "file_size", "file_mtime_ns"]
 CLIP_COLUMNS = ["file", "clip_start", "ef"]
 
 
