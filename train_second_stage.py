@@ -12,6 +12,7 @@ import torch
 
 from datasets import EchoNet, EchoNetFixedClips
 from models import build_model, place_model
+from scoring.reference import write_reference
 from utils.engine.amp import autocast, prepare_batch
 from utils.engine.distributed import broadcast_buffers, wrap_ddp
 from utils.engine.seed import set_seed
@@ -101,6 +102,8 @@ def main(argv=None):
         run.end_epoch()
 
     final_report(run, saver, model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
+    if run.is_main:  # best.pth's familiarity reference beside it, for predict.py (scoring.reference)
+        write_reference(run.path("best.pth"), opt, run.device, run.log)
 
 
 if __name__ == "__main__":
