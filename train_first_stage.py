@@ -9,7 +9,6 @@ an L1 loss on the DETACHED embeddings, with its own AdamW optimiser.
         --weight_decay 1e-4 --lr_decay_rate 0.1 --temp 1.0 --aug --epochs 25 --trial 0
 """
 import functools
-import signal
 
 import torch
 
@@ -20,11 +19,11 @@ from utils.engine.amp import autocast, grad_scaler, prepare_batch
 from utils.engine.distributed import all_gather_with_grad, broadcast_buffers, wrap_ddp
 from utils.engine.seed import set_seed
 from utils.evaluation.metrics import format_metrics
-from utils.script.cli import Interrupted, run_main
+from utils.script.cli import run_main
 from models.options import training_parser
 from utils.training.report import final_report
 from utils.training.resume import resume
-from utils.training.run import Run, stop_asked
+from utils.training.run import Run
 from utils.training.saver import CheckpointSaver
 from utils.training.validation import released_names, report_epoch, validate, wandb_epoch
 
@@ -127,21 +126,13 @@ def main(argv=None):
             loss_reg.backward()
             optimizer_regressor.step()
             meter.update(clips=2 * bsz * run.dist.world_size, RnC=loss_value, L1=loss_reg_value)
-            if meter.steps % opt.print_freq == 0 or meter.steps == meter.total:
-                run.log.info(meter.line())
-            stop = stop_asked(run.dist)  # a SIGTERM stops after the step, saved; so does --save_every_steps
-            if stop or meter.every(opt.save_every_steps):
-                saver.save_last(epoch, position=meter.position())
-            if stop:
-                raise Interrupted(signal.SIGTERM)
+            run.step_done(meter, saver, opt.save_every_steps)  # the log line; a SIGTERM saves and stops
 
         # validate (every rank the model the checkpoints keep), then best.pth (ties -> the later epoch), last.pth
         broadcast_buffers(model, regressor)
         validation = metrics, _, _ = validate(run, model, regressor, val_set, f"val {epoch}")
-        is_best = saver.is_best(epoch, metrics["mae"])
+        saver.save_best(epoch, metrics["mae"])  # when it is the best
         ordering = report_epoch(run, saver, meter, opt.epochs, validation, format_metrics(metrics))
-        if is_best:
-            saver.save_best(epoch)
         saver.save_last(epoch)
         wandb_epoch(run, meter, validation, ordering, released_names(metrics))
         run.end_epoch()

@@ -2,7 +2,6 @@
 (--amp, torchrun, --resume, best.pth chosen on some of the fold's training patients), then scored on its test
 patients."""
 import json
-import signal
 import time
 from pathlib import Path
 
@@ -20,10 +19,10 @@ from utils.evaluation.inference import InferenceSettings, predict
 from utils.evaluation.metrics import scores
 from utils.files.atomic import atomic_write_json
 from utils.files.checkpoint import load_checkpoint, load_state_dict_strict, unwrap
-from utils.script.cli import Interrupted, on_interrupt
+from utils.script.cli import on_interrupt
 from utils.script.errors import BadInputError
 from utils.training.resume import resume
-from utils.training.run import Run, stop_asked
+from utils.training.run import Run
 from utils.training.saver import CheckpointSaver
 from utils.training.validation import report_epoch
 
@@ -142,20 +141,14 @@ def train_fold(exp, checkpoint, run, train_set, inner_val):
             run.check_finite(loss_value, "fine-tuning loss", meter)
             backward_step(loss, optimizer, scaler)
             meter.update(clips=len(labels) * run.dist.world_size, loss=loss_value)
-            if meter.steps % opt.print_freq == 0 or meter.steps == meter.total:
-                run.log.info(meter.line())
-            if stop_asked(run.dist):  # a SIGTERM stops after the step, saved
-                saver.save_last(epoch, position=meter.position())
-                raise Interrupted(signal.SIGTERM)
+            run.step_done(meter, saver)  # the log line; a SIGTERM saves and stops
 
         broadcast_buffers(model, head)  # every rank validates the model the checkpoints keep
         validation = metrics, _, _ = evaluate_videos(model, head, inner_val, exp.task, run, opt)
-        is_best = saver.is_best(epoch, float(metrics["error"]))
+        saver.save_best(epoch, float(metrics["error"]))  # when it is the best
         text = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items()
                          if isinstance(value, (int, float)) and key != "error")
         report_epoch(run, saver, meter, opt.epochs - 1, validation, text)
-        if is_best:
-            saver.save_best(epoch)
         saver.save_last(epoch)
         run.end_epoch()
     best = load_checkpoint(run.path("best.pth"))

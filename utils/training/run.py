@@ -101,6 +101,17 @@ class Run:
             raise NonFiniteLossError(f"non-finite {what} ({value}) at epoch {meter.epoch}, {meter.where()}; "
                                      f"stopped without saving, {kept}")
 
+    def step_done(self, meter, saver, save_every_steps=0):
+        """After each step: the log line every --print_freq steps; last.pth part-way every `save_every_steps`
+        steps and when a SIGTERM came, which then stops the run (every rank after the same step)."""
+        if meter.steps % self.opt.print_freq == 0 or meter.steps == meter.total:
+            self.log.info(meter.line())
+        stop = stop_asked(self.dist)
+        if stop or meter.every(save_every_steps):
+            saver.save_last(meter.epoch, position=meter.position())
+        if stop:
+            raise Interrupted(signal.SIGTERM)
+
     def end_epoch(self):
         """After last.pth of the epoch: a SIGTERM that came during validation stops the run here."""
         if stop_asked(self.dist):

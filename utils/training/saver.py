@@ -32,18 +32,15 @@ class CheckpointSaver:
         part = f" up to step {self.saved_step[0]}/{self.saved_step[1]}" if self.saved_step else ""
         return f"last.pth holds epoch {self.saved_epoch}{part}; rerun with --resume"
 
-    def is_best(self, epoch, error):
-        """Keep `error` of `epoch` as the best when it is (ties -> the later epoch); says whether it was."""
+    def save_best(self, epoch, error):
+        """When `error` of `epoch` is the best so far (ties -> the later epoch, as released), keep it and write
+        best.pth with the weights of now (rank 0)."""
         if error > self.best_error:
-            return False
+            return
         self.best_error, self.best_epoch = error, epoch
-        return True
-
-    def save_best(self, epoch):
-        """best.pth with the weights of now, as the best epoch's (rank 0 only)."""
         if self.run.is_main:
             self.write("best.pth", lambda: save_best(self.run.path("best.pth"), self.model, self.regressor, epoch,
-                                                     self.best_error))
+                                                     error))
 
     def save_last(self, epoch, position=None):
         """last.pth after epoch `epoch`, or part-way through it at `position` (EpochMeter.position()); at an
