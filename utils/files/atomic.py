@@ -46,7 +46,10 @@ def atomic_open(path, mode="wb", fsync=True):
     folder = os.path.dirname(os.path.abspath(path))
     tmp_path = None
     try:
-        os.makedirs(folder, exist_ok=True)
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:  # the folder's name is taken by a file: say so, not "File exists"
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)) from None
         fd, tmp_path = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp", dir=folder)
         # an existing file keeps its permissions (as with a plain open()); a new one gets 0666 & ~umask
         try:
