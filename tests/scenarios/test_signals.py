@@ -12,8 +12,11 @@ import time
 import pytest
 import torch
 
-from conftest import REPO_ROOT, free_port
+import train_first_stage
+from conftest import REPO_ROOT, TINY, free_port
 from utils.engine.distributed import init_distributed
+from utils.training import report
+from utils.training.validation import validate
 from utils.script import cli
 from utils.engine.loaders import ResumableSampler, batches, make_loader
 from utils.files.checkpoint import load_checkpoint
@@ -153,6 +156,83 @@ def test_resumable_sampler_leaves_out_the_batches_already_trained():
     part.set_epoch(4)
     part.skip = 2
     assert list(part) == list(full)[2:] and len(part) == len(full) - 2 == 3
+
+
+def stage1_main(argv):
+    """train_first_stage in this process under run_main (its signal handlers): the exit status, None when done."""
+    try:
+        run_main(lambda: train_first_stage.main(argv))
+    except SystemExit as exit_:
+        return exit_.code
+    return None
+
+
+def weights(model, regressor):
+    return {part: {key: value.detach().clone() for key, value in module.state_dict().items()}
+            for part, module in (("model", model), ("regressor", regressor))}
+
+
+def test_sigterm_during_validation_and_during_the_final_report_stops_cleanly_and_resumes(echonet, tmp_path,
+                                                                                         monkeypatch, own_handlers,
+                                                                                         capsys):
+    """The scheduler's SIGTERM sent from inside epoch 0's validation: the validation finishes, last.pth holds the
+    epoch's weights, one line, 143. The resumed run trains epoch 1; a SIGTERM from inside its final report (after
+    test, before val) stops it there, no report file. Each --resume goes on from where it stopped."""
+    argv = ["--data_folder", str(echonet), *TINY, "--batch_size", "2", "--epochs", "1", "--learning_rate", "1e-3",
+            "--aug", "--trial", "3", "--num_workers", "0", "--save_root", str(tmp_path), "--run_name", "run",
+            "--resume"]
+    folder = tmp_path / "run"
+    validated = {}
+
+    def terminated_while_validating(run, model, regressor, dataset, desc):
+        assert desc == "val 0"
+        os.kill(os.getpid(), signal.SIGTERM)  # deferred: this validation goes on
+        validated.update(weights(model, regressor))
+        return validate(run, model, regressor, dataset, desc)
+
+    monkeypatch.setattr(train_first_stage, "validate", terminated_while_validating)
+    assert stage1_main(argv) == 143
+    assert capsys.readouterr().err == ("SIGTERM: interrupted at epoch 0, step 5/5; last.pth holds epoch 0; "
+                                       "rerun with --resume\n")
+    last, best = load_checkpoint(folder / "last.pth"), load_checkpoint(folder / "best.pth")
+    assert last["epoch"] == best["epoch"] == 0 and "position" not in last["resume"]
+    for part in ("model", "regressor"):  # the weights validated: the end of epoch 0, not a step of it
+        assert last[part].keys() == validated[part].keys()
+        assert all(torch.equal(last[part][key], value) for key, value in validated[part].items()), part
+    log = (folder / "training.log").read_text()
+    mae = float(re.search(r"Epoch 0 validation: MAE (\S+) ", log).group(1))  # the validation did finish
+    assert float(last["resume"]["best_error"]) == pytest.approx(mae, abs=1e-3)
+    assert "Best checkpoint" not in log and not (folder / "final_metrics.json").exists()
+    monkeypatch.undo()
+
+    scored = {}
+
+    def terminated_in_the_report(run, model, regressor, dataset, desc):
+        if desc == "val":  # test is scored; the scheduler's signal comes now
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise AssertionError("SIGTERM did not stop the final report")
+        scored[desc] = result = validate(run, model, regressor, dataset, desc)
+        return result
+
+    monkeypatch.setattr(report, "validate", terminated_in_the_report)
+    offset = len(log)
+    assert stage1_main(argv) == 143
+    assert capsys.readouterr().err == ("SIGTERM: interrupted during the final report; last.pth holds epoch 1; "
+                                       "rerun with --resume\n")
+    log = (folder / "training.log").read_text()[offset:]
+    assert f"Resumed from {folder / 'last.pth'}: epoch 0 done, best MAE {mae:.3f} (epoch 0)" in log
+    assert "Train [0]" not in log and "Train [1][5/5]" in log and "Best checkpoint" in log  # epoch 0 not again
+    assert list(scored) == ["test"] and not (folder / "final_metrics.json").exists()
+    monkeypatch.undo()
+
+    assert stage1_main(argv) is None
+    final = json.loads((folder / "final_metrics.json").read_text())
+    best = load_checkpoint(folder / "best.pth")
+    assert final["best_epoch"] == best["epoch"] and load_checkpoint(folder / "last.pth")["epoch"] == 1
+    assert final["val"]["mae"] == pytest.approx(float(best["best_error"]), abs=2e-6)  # best.pth scored again
+    for name, value in scored["test"][0].items():  # what the stopped report had scored, scored again
+        assert final["test"][name] == pytest.approx(value, abs=1e-6), name
+    assert "Train [" not in (folder / "training.log").read_text()[offset + len(log):]
 
 
 # ---------------------------------------------------------------- torchrun
