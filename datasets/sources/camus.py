@@ -1,38 +1,16 @@
 """CAMUS (Leclerc et al., 2019) half-cycle sequences for EF regression, read as downloaded.
 
-Accepted layouts (`root` is any of: the folder holding `database_nifti/`, `database_nifti/`
-itself, or any folder holding the `patientNNNN/` folders, e.g. `training/` of the older release):
+`list_samples` lists every patient's views under `root` (the folder holding `database_nifti/`, that folder itself,
+or any folder of `patientNNNN/` folders: the NIfTI release read with nibabel, the older MHD release with
+SimpleITK) with ED, ES, NbFrame, ImageQuality and the EF (`EF` or `LVef`) of its `Info_<view>.cfg`.
+`load_frames` returns a view's frames from ED to ES (reversed when ED is stored last), resampled to `frames` at
+round(linspace(0, n - 1, frames)) as the released preprocessing, each resized to 112x112 (cv2.INTER_AREA).
 
-    database_nifti/patient0001/patient0001_4CH_half_sequence.nii.gz   (NIfTI release, nibabel)
-                              /patient0001_2CH_half_sequence.nii.gz
-                              /Info_4CH.cfg  Info_2CH.cfg
-    training/patient0001/patient0001_4CH_sequence.mhd (+ .raw)         (older release, SimpleITK)
-                        /Info_4CH.cfg  Info_2CH.cfg
+Axes: nibabel's [x, y, t] is reversed to [t, y, x], what SimpleITK returns; the NIfTI affine / ITK direction is
+never applied, so row 0 is the top of the image (probe and LV apex), as in EchoNet-Dynamic videos.
 
-`Info_<view>.cfg` holds `key: value` lines; we need ED, ES, NbFrame (1-based frame numbers and
-the count), ImageQuality (Good / Medium / Poor) and the EF, spelled `EF` (NIfTI release) or
-`LVef` (older release). Other keys (Sex, Age, FrameRate, LVedv, ...) are ignored.
-
-Axes. A NIfTI file stores voxels x-fastest: nibabel returns them as [x, y, t] = [W, H, T], while
-SimpleITK (MHD, or NIfTI without nibabel) returns [t, y, x] = [T, H, W]. Both describe the same
-voxels, so we reverse nibabel's axes and never apply the NIfTI affine / ITK direction (a
-reorientation to RAS such as nibabel.as_closest_canonical would flip rows and columns). Row 0 is
-then the top of the image, where the probe and the LV apex are in the CAMUS MHD/PNG releases,
-the same as in EchoNet-Dynamic videos.
-
-Frames. A half sequence runs between ED and ES; in some files ED is the LAST frame (ED > ES in the
-cfg), so we take frames ED..ES and reverse them when needed: every clip goes ED -> ES. The clip is
-then resampled to `frames` frames at indices round(linspace(0, n - 1, frames)) (round half to
-even, as Python's round in the released CoReEcho preprocessing, which kept <= 32 frames that way):
-with n > frames this is even subsampling that keeps ED and ES; with n < frames every frame is kept
-and repeated about frames / n times (the same rounding spreads the repeats evenly), so every clip
-has the same length. Each frame is resized to
-112x112 with cv2.INTER_AREA (aspect ratio not kept, as released). Unlike the released
-preprocessing, which kept the stored order, we always go ED -> ES.
-
-Errors name the file and the key: a missing cfg or sequence file is a FileNotFoundError
-(MissingInputError); a missing key, a non-numeric value, a quality other than Good/Medium/Poor,
-ED/ES outside 1..NbFrame or a sequence of another length is a ValueError (BadInputError).
+Errors name the file and the key: a missing cfg or sequence file is a MissingInputError (FileNotFoundError), a
+missing or bad value a BadInputError (ValueError).
 """
 from __future__ import annotations
 
@@ -40,15 +18,12 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import cv2
 import numpy as np
-import torch
 
 from utils.script.errors import BadInputError, MissingInputError
 
-from ..clips import normalise
 from ..video import SIZE
 
 VIEWS = ("4CH", "2CH")
@@ -59,8 +34,6 @@ EF_KEYS = ("EF", "LVef")  # NIfTI release, older MHD release
 SEQUENCE_SUFFIXES = ("_half_sequence.nii.gz", "_half_sequence.nii", "_sequence.mhd", "_half_sequence.mhd",
                      "_sequence.nii.gz", "_sequence.nii")
 _PATIENT = re.compile(r"^patient\d+$", re.IGNORECASE)
-# the same uint8 level in R, G and B: normalise() turns a grey clip into 3 normalised channels
-_GREY = np.tile(np.arange(256, dtype=np.uint8), (3, 1))
 
 
 @dataclass(frozen=True)
@@ -203,24 +176,15 @@ def read_sample(folder, view: str) -> CamusSample:
                        path=_sequence_file(folder, folder.name, view), cfg=cfg_path)
 
 
-def list_samples(root, views="4CH", qualities=None, patients: Iterable[str] | None = None) -> list[CamusSample]:
+def list_samples(root, views="4CH", qualities=None) -> list[CamusSample]:
     """Samples sorted by patient id, then view (in the order of `views`; 'both' = 4CH, 2CH).
 
-    patients: None (all) or patient folder names ('patient0001', ...); unknown names are an error.
     qualities: None (all) or a set of Good / Medium / Poor; a view whose quality is not in it is left out.
     """
     folder_root = patient_folder_root(root)
     views, wanted_qualities = parse_views(views), parse_qualities(qualities)
     folders = {p.name: p for p in folder_root.iterdir() if p.is_dir() and _PATIENT.match(p.name)}
-    if patients is None:
-        names = sorted(folders)
-    else:
-        names = sorted({str(p) for p in patients})
-        unknown = [name for name in names if name not in folders]
-        if unknown:
-            raise BadInputError(f"{len(unknown)} patient(s) not found in {folder_root}: {', '.join(unknown[:5])}"
-                                + (", ..." if len(unknown) > 5 else ""))
-    samples = [read_sample(folders[name], view) for name in names for view in views]
+    samples = [read_sample(folders[name], view) for name in sorted(folders) for view in views]
     return [s for s in samples if wanted_qualities is None or s.quality in wanted_qualities]
 
 
@@ -285,41 +249,3 @@ def load_frames(sample: CamusSample, frames: int | None = 32) -> np.ndarray:
     if frames is not None:
         clip = clip[even_indices(len(clip), int(frames))]
     return np.stack([cv2.resize(frame, (SIZE, SIZE), interpolation=cv2.INTER_AREA) for frame in clip])
-
-
-class CAMUS(torch.utils.data.Dataset):
-    """dict(name, image float32 [3, frames, 112, 112], label [1] = ef [1], patient, view) per sample.
-
-    The image is the grey clip in three channels, normalised with the EchoNet MEAN / STD
-    (datasets.echonet.normalise), as the CoReEcho encoder expects. `samples` and `labels` (float32
-    EF) follow list_samples' order.
-    """
-
-    def __init__(self, root, patients: Iterable[str] | None = None, views="4CH", frames: int = 32,
-                 qualities=None):
-        if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or frames < 1:
-            raise ValueError(f"frames must be a positive int, got {frames!r}")
-        self.root = Path(root)
-        self.frames = int(frames)
-        self.samples = list_samples(root, views=views, qualities=qualities, patients=patients)
-        if not self.samples:
-            raise BadInputError(f"no CAMUS sample in {root} for views {views!r} and qualities {qualities!r}")
-        self.labels = np.array([s.ef for s in self.samples], np.float32)
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> dict:
-        index = range(len(self))[index]
-        sample = self.samples[index]
-        clip = load_frames(sample, self.frames)[None]  # [1, T, H, W]
-        label = torch.tensor([self.labels[index]], dtype=torch.float32)
-        return {"name": sample.name, "image": torch.from_numpy(normalise(clip, _GREY)), "label": label,
-                "ef": label.clone(), "patient": sample.patient, "view": sample.view}
-
-
-def camus_patients(root) -> list[str]:
-    """Sorted patient folder names under `root` (the ids the folds in utils.evaluation.folds split)."""
-    folder_root = patient_folder_root(root)
-    return sorted(p.name for p in folder_root.iterdir() if p.is_dir() and _PATIENT.match(p.name))
-

@@ -10,7 +10,7 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode, RandomAffine
 
-from datasets.clips import clip_grid, cut_clips
+from datasets.clips import MEAN, STD, clip_grid, cut_clips
 from datasets.sources import camus, hmcqu
 from datasets.sources.any_video import load_echo_video, resample_frames
 from datasets.synthetic.transfer import generated_labels, make_synthetic_camus, make_synthetic_hmcqu
@@ -110,6 +110,21 @@ def test_affine_parameters_are_the_released_ranges():
     assert -10 <= min(angles) < -9 and 9 < max(angles) <= 10
     assert {s for shift in shifts for s in shift} == set(range(-11, 12))  # +-10 % of 112 px, whole pixels
     assert 0.8 <= min(scales) < 0.82 and 1.08 < max(scales) <= 1.1
+
+
+def test_camus_video_clips_are_the_grey_ed_to_es_clip_in_three_normalised_channels(tmp_path):
+    videos = camus_videos(make_synthetic_camus(tmp_path / "camus", n=2, seed=5), "both")
+    assert [(v.name, v.patient) for v in videos] == [(f"patient{i:04d}_{view}", f"patient{i:04d}")
+                                                     for i in (1, 2) for view in ("4CH", "2CH")]
+    for normalisation, mean, std in (("echonet", MEAN, STD), ("camus", [CAMUS_MEAN] * 3, [CAMUS_STD] * 3)):
+        clips = VideoClips(videos, replace(SPEC, frames=8, normalisation=normalisation), tmp_path / "frames")
+        item = clips[1]
+        assert item["name"] == "patient0001_2CH" and item["starts"].tolist() == [0]  # one clip: ED -> ES
+        assert item["image"].shape == (1, 3, 8, 112, 112) and item["image"].dtype == torch.float32
+        assert item["label"].tolist() == [pytest.approx(videos[1].camus.ef)]
+        grey = camus.load_frames(videos[1].camus, 8).astype(np.float64)
+        for c in range(3):  # the grey clip in every channel, (pixel - mean) / std per channel
+            np.testing.assert_allclose(item["image"][0, c].numpy(), (grey - mean[c]) / std[c], rtol=1e-5, atol=1e-5)
 
 
 def test_train_clips_affine_camus_normalisation_per_seed_epoch_index(tmp_path):
