@@ -75,11 +75,6 @@ class Experiment:
         self.patients = [v.patient for v in self.videos]
         self.labels = np.array([v.label for v in self.videos], dtype=np.float64)
 
-    @property
-    def spec(self) -> ClipSpec:
-        """transfer/finetune.py's name for `clip_spec`, until that file follows the rename."""
-        return self.clip_spec
-
     def indices(self, patients):
         return sample_indices(self.patients, patients)
 

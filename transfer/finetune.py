@@ -54,23 +54,25 @@ def evaluate_videos(model, head, dataset, task, run, opt):
 
 
 def inner_split(exp, fold):
-    """The fold's training patients split again: best.pth is chosen on `inner.test`, trained on `inner.train`."""
+    """(inner_train, inner_val): the fold's training patients split again, to train on the first and choose
+    best.pth on the second (the held-out part of the first inner fold)."""
     opt, train = exp.opt, exp.indices(fold.train)
     n_inner = min(max(2, round(1 / opt.finetune_val_fraction)), len(fold.train))
     try:  # at least 2 training patients are needed
-        return patient_folds([exp.patients[i] for i in train], exp.labels[train], n_inner,
-                             stratified=exp.task == "classification", seed=opt.seed)[0]
+        inner = patient_folds([exp.patients[i] for i in train], exp.labels[train], n_inner,
+                              stratified=exp.task == "classification", seed=opt.seed)[0]
     except ValueError as e:
         raise BadInputError(f"fold {fold.index}: cannot set aside validation patients among its "
                             f"{len(fold.train)} training patient(s) to choose best.pth ({e}); "
                             "use fewer --folds or more patients") from None
+    return inner.train, inner.test
 
 
-def fold_fingerprint(exp, checkpoint, fold, inner):
+def fold_fingerprint(exp, checkpoint, fold, inner_val):
     """Everything that makes a fold's results: --resume continues a fold only when none of it changed."""
     opt = exp.opt
-    return {"checkpoint": checkpoint.identity, "clips": exp.spec.settings(exp.videos[0]), "task": exp.task,
-            "model": opt.model, "test_patients": list(fold.test), "inner_val_patients": list(inner.test),
+    return {"checkpoint": checkpoint.identity, "clips": exp.clip_spec.settings(exp.videos[0]), "task": exp.task,
+            "model": opt.model, "test_patients": list(fold.test), "inner_val_patients": list(inner_val),
             "seed": opt.seed, "learning_rate": opt.learning_rate, "weight_decay": opt.weight_decay,
             "batch_size": opt.batch_size, "aug": opt.aug, "amp": opt.amp, "depthwise": opt.depthwise,
             # the data: a relabelled or replaced video makes the fold's results another experiment
@@ -119,8 +121,8 @@ def backward_step(loss, optimizer, scaler):
     scaler.update()
 
 
-def train_fold(exp, checkpoint, run, train_set, inner_val):
-    """Fine-tune (best.pth chosen on inner_val); returns encoder + head with best.pth loaded, its epoch, and the
+def train_fold(exp, checkpoint, run, train_set, val_set):
+    """Fine-tune (best.pth chosen on val_set); returns encoder + head with best.pth loaded, its epoch, and the
     seconds spent training and validating."""
     opt, regression = exp.opt, exp.task == "regression"
     loader = run.loader(train_set)
@@ -144,7 +146,7 @@ def train_fold(exp, checkpoint, run, train_set, inner_val):
             run.step_done(meter, saver)  # the log line; a SIGTERM saves and stops
 
         broadcast_buffers(model, head)  # every rank validates the model the checkpoints keep
-        validation = metrics, _, _ = evaluate_videos(model, head, inner_val, exp.task, run, opt)
+        validation = metrics, _, _ = evaluate_videos(model, head, val_set, exp.task, run, opt)
         saver.save_best(epoch, float(metrics["error"]))  # when it is the best
         text = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items()
                          if isinstance(value, (int, float)) and key != "error")
@@ -163,23 +165,23 @@ def finetune_fold(exp, checkpoint, fold):
     """Train encoder + head on the fold's training patients; returns (outputs, seconds) on its test videos."""
     opt, log = exp.opt, exp.log
     folder = Path(opt.output_dir) / "finetune" / checkpoint.folder / f"fold_{fold.index}"
-    inner = inner_split(exp, fold)
-    fingerprint = fold_fingerprint(exp, checkpoint, fold, inner)
+    inner_train, inner_val = inner_split(exp, fold)
+    fingerprint = fold_fingerprint(exp, checkpoint, fold, inner_val)
     done = finished_fold(exp, checkpoint, fold, folder, fingerprint)
     if done is not None:
         return done
     frame_cache = Path(opt.cache_dir) / "frames"
-    train_set = TrainClips([exp.videos[i] for i in exp.indices(inner.train)], exp.spec, frame_cache)
-    inner_val = VideoClips([exp.videos[i] for i in exp.indices(inner.test)], exp.spec, frame_cache)
-    test_set = VideoClips([exp.videos[i] for i in exp.indices(fold.test)], exp.spec, frame_cache)
+    train_set = TrainClips([exp.videos[i] for i in exp.indices(inner_train)], exp.clip_spec, frame_cache)
+    val_set = VideoClips([exp.videos[i] for i in exp.indices(inner_val)], exp.clip_spec, frame_cache)
+    test_set = VideoClips([exp.videos[i] for i in exp.indices(fold.test)], exp.clip_spec, frame_cache)
     set_seed(opt.seed, opt.deterministic)
     run = Run.start(opt, "finetune", name=f"{checkpoint.folder}/fold_{fold.index}", folder=str(folder), log=log,
                     seed=opt.seed)
     if run.is_main:
         atomic_write_json({"settings": fingerprint}, folder / "fold.json")
     log.info(f"{checkpoint.label} fold {fold.index}: fine-tuning on {len(train_set)} videos, best.pth chosen on "
-             f"{len(inner_val)} videos of {len(inner.test)} training patients, tested on {len(test_set)} videos")
-    model, head, best_epoch, total = train_fold(exp, checkpoint, run, train_set, inner_val)
+             f"{len(val_set)} videos of {len(inner_val)} training patients, tested on {len(test_set)} videos")
+    model, head, best_epoch, total = train_fold(exp, checkpoint, run, train_set, val_set)
     metrics, result, seconds = evaluate_videos(model, head, test_set, exp.task, run, opt)
     if result["names"] != [v.name for v in test_set.videos]:
         raise RuntimeError("fine-tune evaluation returned the videos in another order")
