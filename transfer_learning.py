@@ -1,55 +1,16 @@
 """Transfer learning: how well do an encoder's representations carry over to CAMUS (EF) and HMC-QU (MI)?
 
-Several encoders are evaluated side by side on the SAME patient-level folds:
+Several encoders (--pretrained_weights: CoReEcho checkpoints of either stage, UniFormer Kinetics-400 weights, or
+`none`) are evaluated side by side on the SAME patient-level folds of one data set (--dataset camus | hmcqu |
+folder), with the encoder frozen (--mode linear / mlp) or fine-tuned end to end (--mode finetune):
 
     python transfer_learning.py --dataset camus --data_folder CAMUS --mode linear --model uniformer_small \\
         --pretrained_weights save/<stage-1 run>/best.pth uniformer_small_k400_16x8.pth none \\
         --frames 32 --output_dir results/camus_linear
 
---pretrained_weights takes any number of: a CoReEcho checkpoint of either stage, a UniFormer Kinetics-400 state
-dict, or `none` (random weights, seeded by --seed); local paths or hf://OWNER/REPO/FILE (models.build.read_weights
-tells them apart).
-
-Data (--dataset), listed and cut into clips by datasets.transfer:
-- camus: datasets.sources.camus (--views 4CH by default, one sequence per patient as the released code; 2CH or
-  both, every view one video of its patient). A video's clip goes from ED to ES, resampled to --frames
-  (--frequency is not used), 112x112.
-- hmcqu: datasets.sources.hmcqu (the published A4C / A2C sheets, --hmcqu_view; MI = any segment MI).
-  --hmcqu_frames cycle (default): clips over the annotated cycle (Reference Frame -> End of Cycle); all: the
-  whole recording.
-- folder: datasets.sources.label_folder (labels.csv with `file,label`, optionally `patient`): an EF in % means
-  regression, labels that are all 0 / 1 classification (--task overrides).
-HMC-QU and folder videos go through datasets.sources.any_video.load_echo_video (sector crop, --target_fps 50,
-112x112), then the EchoNet clip protocol: clips of --frames frames every --frequency-th frame on the grid of
-datasets.clips.clip_grid (a clip every --clip_stride frames plus the last possible start). A video's output is
-the mean over its clips (of the EF, or of the MI probability). Clips are normalised with the EchoNet mean / std
-(--normalisation echonet: the inputs every encoder here was trained on; a frozen encoder cannot adapt to others),
-except that --dataset camus --mode finetune follows the released CAMUS fine-tuning: its mean 40.94405 / std
-54.723774 and a random affine augmentation of the training clips (--aug affine; --aug alone: a 6-pixel shift).
-
-Folds (utils.evaluation.folds) split patients, never videos. CAMUS: the released protocol, patients sorted, fold k
-validates on the k-th block (10 folds of 50 for the 500 patients). HMC-QU: stratified by MI, shuffled by
---seed (5 folds). folder: stratified for classes, else contiguous. --folds N overrides the count,
---shuffle_folds shuffles the contiguous blocks by --seed. A fold's validation patients are its test set.
-
-Modes:
-- linear / mlp (transfer.frozen): the encoder is frozen. Every clip is embedded once and cached (--cache_dir,
-  default OUTPUT_DIR/embedding_cache; keyed by the checkpoint file's path, size and modification time, the video
-  file's path, size and modification time, and the clip settings, so a change of any of them recomputes).
-  Per fold a head is trained on the standardised clip embeddings of the training videos for
-  --head_epochs epochs (AdamW, cosine schedule, no selection on the test fold): nn.Linear (linear) or
-  models.get_shallow_mlp_head (mlp). Regression: L1 on the EF (standardised by the training fold);
-  classification: cross-entropy over two logits, the MI probability is the softmax of the second.
-- finetune (transfer.finetune): encoder + shallow MLP head trained end to end per fold (L1 / cross-entropy)
-  through utils.training.run.Run: --amp, torchrun (DDP on every rank), --resume, a folder per fold with
-  best.pth / last.pth. best.pth is chosen on an inner validation split of the fold's TRAINING patients
-  (--finetune_val_fraction; MAE, or cross-entropy for classes), then scored once on the fold's test patients.
-
-Writes to --output_dir (transfer.report): results.json (settings, folds, every checkpoint's per-fold metrics,
-means, standard deviations and pooled metrics, a training-mean / majority-class baseline), summary.csv and
-summary.md (mean ± SD over folds), predictions.csv (checkpoint, fold, video, patient, label, prediction,
-probability), plots/ (per checkpoint: predicted-vs-true EF with Bland-Altman, or ROC curves per fold and pooled) and
-transfer.log. The Markdown table is printed at the end.
+The videos and their clips come from datasets.transfer, the folds from utils.evaluation.folds; the parts of the
+run are in transfer/ (experiment set-up, frozen-encoder heads, fine-tuning folds, the report written to
+--output_dir). The README's "Transfer learning" section is the manual.
 """
 import argparse
 import math

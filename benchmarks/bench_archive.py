@@ -7,10 +7,8 @@ how long listing a large export and skipping an already-scored one on --resume t
    runs on it as a subprocess for each --workers value (one process) and each --processes value (torchrun,
    --workers 0 per process); printed: loops scored per second of scoring (OUT.log's "this run" time, without
    the interpreter start) and of the whole command, and the peak resident memory of the busiest process.
-2. Listing and resume: --list extension-less DICOM files (1000 per study folder; 132-byte stubs, the listing
-   reads each one's DICM marker) are listed with datasets.sources.any_video.expand_inputs, then OUT.csv is
-   written as if every file had been skipped, and `predict.py --resume` over them is timed: list, compare
-   path/size/modification time, nothing left to score (and its peak memory).
+2. Listing and resume: --list extension-less DICOM stubs (1000 per study folder) are listed, OUT.csv is written
+   as if every file had been skipped, and `predict.py --resume` over them is timed (and its peak memory).
 
     python benchmarks/bench_archive.py [--device cpu|cuda] [--model uniformer_tiny --frames 16 --frequency 4]
         [--studies 12 --cines 4] [--workers 0 2 4] [--processes 1 2] [--list 100000]

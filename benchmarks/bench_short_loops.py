@@ -11,9 +11,8 @@ video)| (agreement with the whole video) and the mean signed error against the l
     python benchmarks/bench_short_loops.py --weights save/demo/stage2/best.pth --data_folder data/synthetic_echonet
         [--frames 36 --frequency 4] [--seconds 1.0 1.5 2.0] [--samples ../shared/data/echonet_samples]
 
---frequency/--frames default to the clip shape the checkpoint records (a last.pth), else 36 x 4 (a best.pth records
-none: give the demo's 16 x 4); the samples (real EchoNet videos) default to ../shared/data/echonet_samples when it
-exists.
+--frequency/--frames default to the clip shape a last.pth records, else 36 x 4 (for a best.pth give the demo's
+16 x 4); --samples (real EchoNet videos) defaults to ../shared/data/echonet_samples when it exists.
 """
 import argparse
 import sys

@@ -3,17 +3,10 @@
 Layout in `cache_dir`, for a source `<stem>.avi` of `size` bytes modified at `mtime_ns`:
 - `<stem>.<size>.<mtime_ns>.npy`: frames [F, 112, 112, C], C = 1 or 3;
 - `<stem>.<size>.<mtime_ns>.colour.npy` (only when C = 1): uint8 [3, 256] table mapping the stored
-  channel to R, G, B.
+  channel to R, G, B (`colour_table` says why).
 Any change of the source (size or mtime) changes the key, so a stale entry is never read; stale
 entries of the same stem are deleted when the new one is written. To find them, each process lists the
 folder once (and adds what it writes), not at every write: filling a cache of N videos stays O(N).
-
-Why a colour table instead of "grey when the 3 channels are identical": an EchoNet video is
-grey, but after MJPG decoding (YUV -> BGR in FFmpeg) the channels of one pixel differ by up to 2
-levels, always in the same way for the same grey level. So per video we check that R and B are
-a function of G; if so only G is stored (3x less disk and I/O) together with that function, and
-clips rebuilt from it are bit-identical to decoding. Identical channels are the special case of
-an identity table. When the check fails (a colour video) all 3 channels are stored.
 
 Files are written to a temporary file in `cache_dir` and moved into place with os.replace, so
 workers or processes that race on the same video never see a partial file (the last writer wins;
@@ -40,7 +33,15 @@ def cache_key(video_path: str | os.PathLike) -> str:
 
 
 def colour_table(video: np.ndarray) -> np.ndarray | None:
-    """[3, 256] uint8 table with video[..., c] == table[c][video[..., 1]], or None if none exists."""
+    """[3, 256] uint8 table with video[..., c] == table[c][video[..., 1]], or None if none exists.
+
+    Why a colour table instead of "grey when the 3 channels are identical": an EchoNet video is
+    grey, but after MJPG decoding (YUV -> BGR in FFmpeg) the channels of one pixel differ by up to 2
+    levels, always in the same way for the same grey level. So per video we check that R and B are
+    a function of G; if so only G is stored (3x less disk and I/O) together with that function, and
+    clips rebuilt from it are bit-identical to decoding. Identical channels are the special case of
+    an identity table. When the check fails (a colour video) all 3 channels are stored.
+    """
     green = video[..., 1].reshape(-1)
     table = np.zeros((3, 256), np.uint8)
     table[1] = np.arange(256)

@@ -11,11 +11,8 @@ the last one being the padded length - (frames - 1) * frequency.
   (`default_clip_stride`: clips overlap by about half).
 - `cut_clips`: the clips at given starts, of decoded frames or of an open video (only the frames the clips
   use are read), each optionally with the augmentation's crop, then normalised.
-- Augmentation (`shifted_crop`): zero-pad the uint8 frames by PAD = 6 px on each side and crop 112x112 at one
-  offset (top, left) in [0, 12]^2 shared by all frames (what torchvision's RandomCrop(112, padding=6) does to
-  the whole clip).
-- Normalisation (`normalise`): each channel with MEAN / STD (pixel scale 0..255), so the zero padding becomes
-  -MEAN / STD; `denormalise` turns a clip back into frames for pictures.
+- `shifted_crop`: the training augmentation (pad by PAD = 6 px, crop 112x112 at one offset for all frames);
+  `normalise` / `denormalise`: each channel with MEAN / STD (pixel scale 0..255), and back for pictures.
 """
 from __future__ import annotations
 

@@ -10,10 +10,8 @@ clips for an encoder.
   'Reference Frame' -> 'End of Cycle', cut at the native rate, then resampled to `target_fps` like the rest).
   Normalisation: the EchoNet MEAN / STD per channel ('echonet', what CoReEcho's encoder was trained on), or the
   released CAMUS fine-tuning statistics ('camus': mean 40.94405, std 54.723774 on the 0..255 scale).
-- `VideoClips`: every clip of each video (scoring, embedding); `TrainClips`: one random clip per video with an
-  optional augmentation ('shift': the EchoNet 6-pixel pad-and-crop; 'affine': the released CAMUS fine-tuning
-  transform, rotation +-10 degrees, translation +-10 %, scale 0.8..1.1, one per clip), drawn from
-  (seed, epoch, index) so that it does not depend on the number of workers or processes.
+- `VideoClips`: every clip of each video (scoring, embedding); `TrainClips`: one random clip per video,
+  optionally augmented ('shift', or the released CAMUS 'affine'), drawn from (seed, epoch, index).
 - `file_identity` and `digest` make the cache keys: a replaced or touched file changes them.
 """
 from __future__ import annotations

@@ -1,21 +1,13 @@
 """Decoding of EchoNet AVI files with OpenCV.
 
-Every frame of an MJPG video is a JPEG of its own, so a clip needs only the frames it uses:
-`VideoReader.read` walks the file once, `grab()`s (demux + decode, no colour conversion) the
-frames it skips and `retrieve()`s (conversion to BGR) only the wanted ones. Seeking with
-CAP_PROP_POS_FRAMES was measured slower (OpenCV's FFmpeg backend seeks ~16 frames back and
-decodes forward on every seek): 32 ms against 14 ms for a 36-frame clip at period 4.
-Frames stay uint8 RGB ([n, 112, 112, 3]); callers convert only the final small clip to float.
+A clip decodes only the frames it uses (`VideoReader.read` says how, and why not by seeking). Frames stay uint8
+RGB ([n, 112, 112, 3]); callers convert only the final small clip to float.
 
 Errors are one line and name the file:
 - missing file -> FileNotFoundError; a file OpenCV cannot open -> ValueError;
 - a header with zero frames -> ValueError;
-- a wanted frame that cannot be read -> ValueError naming the frame index. The frame count comes
-  from the file header; if the file is truncated (the header promises more frames than there
-  are) reading a wanted frame fails and raises. Frames after the last wanted one are not read,
-  so a clip that ends before the truncation point is still returned; a full decode
-  (`decode_video`, used by the cache) always detects truncation. Frames beyond the header count
-  are ignored.
+- a wanted frame that cannot be read (a truncated file: see `VideoReader.read`) -> ValueError naming the
+  frame index;
 - frames of another size than 112x112 are resized to 112x112 with cv2.INTER_AREA, with a
   warnings.warn naming the file (once per opened file).
 """
@@ -62,7 +54,20 @@ class VideoReader:
             self._warned = True
 
     def read(self, indices) -> np.ndarray:
-        """Frames at `indices` (any order, repeats allowed) as uint8 RGB [len(indices), 112, 112, 3]."""
+        """Frames at `indices` (any order, repeats allowed) as uint8 RGB [len(indices), 112, 112, 3].
+
+        Every frame of an MJPG video is a JPEG of its own, so a clip needs only the frames it uses:
+        `read` walks the file once, `grab()`s (demux + decode, no colour conversion) the
+        frames it skips and `retrieve()`s (conversion to BGR) only the wanted ones. Seeking with
+        CAP_PROP_POS_FRAMES was measured slower (OpenCV's FFmpeg backend seeks ~16 frames back and
+        decodes forward on every seek): 32 ms against 14 ms for a 36-frame clip at period 4.
+
+        The frame count comes from the file header; if the file is truncated (the header promises more
+        frames than there are) reading a wanted frame fails and raises. Frames after the last wanted one
+        are not read, so a clip that ends before the truncation point is still returned; a full decode
+        (`decode_video`, used by the cache) always detects truncation. Frames beyond the header count
+        are ignored.
+        """
         indices = np.asarray(indices, dtype=np.int64).reshape(-1)
         if self._used:
             raise RuntimeError(f"VideoReader({self.path}).read may be called only once")

@@ -1,37 +1,12 @@
 """HMC-QU (Hamad Medical Corporation / Qatar University) recordings and MI labels for MI detection, read as the
-public release ships them.
+public release ships them: root/A4C.xlsx, root/A2C.xlsx and the recordings in root/HMC-QU/A4C/, root/HMC-QU/A2C/.
 
-Layout of the release (Kaggle 'hmcqu-dataset'), `root` being the unpacked folder:
-
-    root/A4C.xlsx                       one row per A4C recording (A2C.xlsx for the A2C view)
-    root/HMC-QU/A4C/ES0001 _4CH_1.avi    the recordings (25 fps, 422x636 up to 768x1024)
-    root/HMC-QU/A2C/ES0001_CH2_1.avi
-
-The published sheets have TWO header rows. Row 1: 'ECHO' | 'LABEL' (merged over the segment columns) |
-'One cardiac-cycle frames' (merged over two) | 'LV Wall Ground-truth Segmentation Masks'. Row 2: the segment
-names under LABEL (A4C.xlsx: SEG3 SEG9 SEG14 SEG16 SEG12 SEG6; A2C.xlsx: SEG4 SEG10 SEG15 SEG13 SEG7 SEG1), then
-'Reference Frame', 'End of Cycle' and a mask-availability cell (check-mark glyphs). Segment cells are the
-words 'MI' / 'non-MI'. A recording is MI-positive (label 1) if ANY of its segments is MI. 'Reference Frame' ->
-'End of Cycle' is one annotated cardiac cycle (1-based frame numbers at the native 25 fps).
-
-What the reader tolerates:
-- either layout: two header rows as published, or one header row (a sheet of your own); column names are
-  those of the second row where it has one, else of the first. A saved CSV of the same content reads the same
-  (UTF-8 with or without BOM, else Windows-1252); .xlsx needs openpyxl.
-- segment cells 'MI' / 'non-MI' (any case, space or hyphen) or 1 / 0; anything else is an error naming the
-  data row and the column. Data rows are counted from the first row under the header(s), 1-based.
-- names as typed: case, white space and a video extension are ignored when matching videos, and a trailing
-  '*' (the HMC-QU-TAU subset, explained by a footnote row '* indicates HMC-QU-TAU') is dropped: the video
-  files carry the name without it. Footnote rows (a name starting with '*' and no segment cell) and blank
-  rows are skipped.
-- the patient of 'ES000100 N_4CH_1' and of 'ES00010_CH2_2*' is 'ES000100' and 'ES00010': the view tag
-  ('_4CH_1', '_CH2_2', '_2CH_1', any case) and the normal-subject tag ('N' / 'n' after the number) are not
-  part of the patient id (`patient_id`), so a patient's two views share it.
-- `labels_file`, `video_dir`, `video_column` (default 'ECHO') and `label_columns` (default: every column named
-  SEG<n>) for copies laid out otherwise. Rows without a video and videos without a row are not errors: each
-  group is reported once (one warnings.warn line per group, and returned in HMCQUListing).
-- `cycle=True` reads 'Reference Frame' and 'End of Cycle' (positive whole numbers, the end after the start)
-  into Recording.cycle; a missing column or a bad cell is an error naming the row and the column.
+The sheets are read in the published layout (two header rows, segment cells 'MI' / 'non-MI', a '*' after the
+HMC-QU-TAU names, a footnote row) or with one header row, as .xlsx (openpyxl) or CSV. A recording is MI-positive
+(label 1) if ANY of its segments is MI. `patient_id` drops the view and normal-subject tags, so a patient's two
+views share it; `cycle=True` reads the annotated cycle ('Reference Frame' -> 'End of Cycle', 1-based frames at the
+native 25 fps). A bad cell is an error naming the data row and the column; rows without a video and videos
+without a row are reported once per group (warnings.warn, and in HMCQUListing).
 
 Decoding (sector crop, 25 -> 50 fps, 112x112) is datasets.sources.any_video's job: this module only pairs
 paths with labels.

@@ -9,10 +9,8 @@ t_ed + P / 2), P an even number of frames. For a drawn EF the volume ratio r = 1
 split between the axes (long axis x r^0.2, short axis x r^0.4, so a^2 b scales by r), hence the
 pool's area change within a clip shows the EF.
 
-VolumeTracings.csv holds, for the ES then the ED frame, the long axis (apex first) and 20 chords
-perpendicular to it at the disk mid-points; ESV / EDV are the single-plane method-of-disks
-volumes V = sum pi (d_i / 2)^2 L / 20 of those rows (as written), in mL for a pixel of
-PIXEL_MM mm, and EF = 100 (EDV - ESV) / EDV, so the labels follow from the drawing.
+VolumeTracings.csv holds the ES and ED tracings (long axis and 20 chords); ESV, EDV and EF follow from them by
+the single-plane method of disks (in mL for a pixel of PIXEL_MM mm), so the labels follow from the drawing.
 
 CLI: python -m datasets.synthetic --out DIR --n 100 --seed 0
 """

@@ -3,35 +3,12 @@
 The hearts are the beating ventricles of datasets.synthetic (an ellipse hanging from a fixed apex
 at the top, EF known from the drawing by the method of disks), so a model can learn EF / MI.
 
-CAMUS (`make_synthetic_camus`, layout 'nifti' or 'mhd'):
-
-    nifti: OUT/database_nifti/patient0001/patient0001_4CH_half_sequence.nii.gz (+ _2CH_), Info_4CH.cfg, Info_2CH.cfg
-    mhd:   OUT/patient0001/patient0001_4CH_sequence.mhd + .raw (+ _2CH_), Info_4CH.cfg, Info_2CH.cfg
-
-Each view is one half cycle from ED to ES (14..31 frames), upscaled from 112x112 to its own size
-(H 120..160, W 112..144). The NIfTI volume is stored [W, H, T] like the release (nibabel), the MHD
-one through SimpleITK. Deterministic variety, for the tests: view v (0 = 4CH, 1 = 2CH) of patient
-i stores ED LAST (cfg ED = NbFrame, ES = 1) when i + v is odd; its ImageQuality is
-Good / Medium / Poor for (i + v) % 3 = 0 / 1 / 2; the EF key is 'LVef' when i % 3 == 2 (NIfTI) or
-always (MHD, the older release), else 'EF'. The cfg EF is the mean of the two views' disk EFs
-(CAMUS gives one biplane EF per patient). A marker encodes the stored frame number k (0-based,
-in file order): the top-left block, rows 0..5 and columns 0..15 of the stored frame, has the grey
-level MARKER_BASE + MARKER_STEP * k; the rest of the top-left corner is black, so a flipped or
-transposed reading is visible too.
-
-HMC-QU (`make_synthetic_hmcqu`), as the public release ships it: OUT/HMC-QU/A4C/<name>.avi and
-OUT/HMC-QU/A2C/<name>.avi (MJPG, 25 fps, 160x120: the sector in the middle, black borders, a static text
-overlay in the left border) and the label sheets OUT/A4C.xlsx, OUT/A2C.xlsx in the published layout (or the same
-cells saved as CSV): two header rows (row 1 'ECHO' and 'LV Wall Ground-truth Segmentation Masks' over
-'LABEL' merged over the six segment columns and 'One cardiac-cycle frames' merged over two; row 2 the segment
-names of the view, 'Reference Frame', 'End of Cycle' and a cell of check-mark glyphs), segment cells 'MI' /
-'non-MI', the annotated cycle (ED to the next ED, 1-based, inside the video), a mask glyph per row, then a
-blank row and the footnote '* indicates HMC-QU-TAU'. Patients ES0001, ES0002, ..., ES00010, ... (the release's
-numbering); every patient has an A4C recording, 3 in 4 an A2C one. Names as typed in the release: A4C
-'ES0001 _4CH_1', 'ES0002 N_4CH_1' / 'ES0003 n_4CH_3' (N / n: a normal subject), 'ES0004_4CH_1'; A2C
-'ES0001_CH2_1', 'ES0002_CH2_2*' ('*': HMC-QU-TAU; the video is named without it). About half the patients are
-MI (one or two MI segments per view, EF 25..45), the others have no MI segment (EF 55..75). `with_unmatched`
-adds an A4C row without a video (ES9999) and a video without a row (ES9998).
+- `make_synthetic_camus` (layout 'nifti' or 'mhd'): one ED -> ES half cycle per view, with the variety the
+  tests need (ED stored last, every image quality, both EF keys) and, in the top-left block of every stored
+  frame, its frame number as a grey level (MARKER_BASE + MARKER_STEP * k), so a reversed, flipped or transposed
+  reading shows.
+- `make_synthetic_hmcqu`: MJPG recordings at 25 fps and the label sheets in the published layout (.xlsx or CSV),
+  names spelled as in the release, MI and non-MI patients, optionally a row without a video and the reverse.
 
 CLI: python -m datasets.synthetic.transfer --kind camus|hmcqu --out DIR --n N --seed S
      [--layout nifti|mhd] [--frames F] [--sheet xlsx|csv] [--with-unmatched]

@@ -31,7 +31,7 @@ def get_rng_state(device=None):
 
 
 def set_rng_state(state, device=None):
-    """Restore what get_rng_state(device) returned (in the same process role: see utils.training.run's resume)."""
+    """Restore what get_rng_state(device) returned (in the same process role: see utils.training.resume)."""
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     n = state["numpy"]

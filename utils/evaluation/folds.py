@@ -1,20 +1,18 @@
 """Patient-level cross-validation folds, identical for identical inputs.
 
-Every fold splits the PATIENTS (never recordings): a patient's views / recordings all go to the
-same side, so no patient is seen in training and testing at once. Input order never matters
-(patients are de-duplicated and sorted first); only `seed` changes a shuffled split.
+Every fold splits the PATIENTS (never recordings): a patient's recordings all go to the same side. Input order
+never matters (patients are de-duplicated and sorted first); only `seed` changes a shuffled split.
 
-- contiguous_folds: the released CAMUS protocol. Patients sorted by id, fold k tests on the
-  k-th contiguous block: with 500 patients and 10 folds, patients[50k : 50k + 50]. Other sizes
-  use blocks whose lengths differ by at most one (the longer ones first). seed=None keeps the
-  sorted order (the protocol); an int seed shuffles the sorted patients first.
-- stratified_folds: the HMC-QU default (5 folds). Within each label the sorted patients are
-  shuffled with numpy.random.default_rng(seed) and dealt to the folds in turn, continuing the turn
-  from one label to the next, so fold sizes and each label's count per fold differ by at most one.
-  A patient with several recordings takes its largest label (MI if any recording is MI).
+- contiguous_folds: the released CAMUS protocol. Patients sorted by id, fold k tests on the k-th
+  contiguous block: with 500 patients and 10 folds, patients[50k : 50k + 50] (other sizes: lengths differ by at
+  most one, longer first). seed=None keeps the sorted order; an int seed shuffles the sorted patients first.
+- stratified_folds: the HMC-QU default (5 folds). Within each label the sorted patients are shuffled with
+  numpy.random.default_rng(seed) and dealt to the folds in turn, continuing the turn from one label to the next,
+  so fold sizes and each label's count per fold differ by at most one. A patient with several recordings takes
+  its largest label (MI if any recording is MI).
 
-`patient_folds` picks one of the two (stratified for classes); each Fold holds sorted tuples `train` and
-`test` (its held-out patients); `sample_indices` maps them back to samples.
+`patient_folds` picks one (stratified for classes); a Fold holds sorted tuples `train` and `test` (its
+held-out patients); `sample_indices` maps them back to samples.
 """
 from __future__ import annotations
 

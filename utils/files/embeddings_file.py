@@ -2,7 +2,6 @@
 `test_with_three_clips.py --save_embeddings` write them and `visualize.py embeddings --embeddings` reads them.
 
 A NumPy .npz archive (np.load(path) reads it; nothing in it needs pickle) with five arrays:
-
 - ``names``        str [N]         video file names (EchoNet: "<id>.avi"), in dataset order
 - ``ef``           float64 [N]     true EF (%)
 - ``embeddings``   float32 [N, d]  the encoder's embedding of each video: the mean over its clips

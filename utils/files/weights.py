@@ -12,10 +12,7 @@
   the lookup cache-only. huggingface_hub is imported only for hf:// specs, so plain paths work
   without it.
 
-Errors are one line: MissingInputError (a FileNotFoundError) for a missing file or a file that is
-neither cached nor downloadable (it says where the cache is and that a downloaded file can be
-passed as a local path), BadInputError (a ValueError) for a malformed spec, a missing
-huggingface_hub or an error from the hub (unknown repository, gated, ...).
+Errors are one line: MissingInputError for a file not found, BadInputError for a spec or hub problem.
 """
 from __future__ import annotations
 
