@@ -13,8 +13,8 @@ import torch
 
 import train_first_stage
 from conftest import REPO_ROOT, TINY
-from models import get_feature_extractor, get_shallow_mlp_head
-from utils.files.checkpoint import load_checkpoint, load_model_and_regressor
+from models import build_model
+from utils.files.checkpoint import load_checkpoint
 from utils.script.errors import MissingInputError, NonFiniteLossError
 
 # One thread per run: the runs of a test go side by side on the cores (and every run computes alike).
@@ -89,8 +89,7 @@ def test_workers_sigterm_sigkill_and_a_killed_worker_do_not_change_the_result(ec
     saved = load_checkpoint(last)
     assert list(saved)[:5] == ["opt", "model", "regressor", "epoch", "best_error"] and saved["epoch"] == 0
     assert saved["resume"]["position"]["step"] == step >= 2
-    model = get_feature_extractor("uniformer_tiny")
-    load_model_and_regressor(last, model, get_shallow_mlp_head(model.head.in_features))  # the released reader
+    build_model("uniformer_tiny", last)  # read back strictly, as a scoring script reads it
 
     # SIGKILL in the middle of epoch 1 (epoch 0's last.pth exists by then)
     process = start(command + ["--resume"])
@@ -137,11 +136,22 @@ def test_resume_without_checkpoint_starts_fresh_and_a_finished_run_extends_into_
     resume = load_checkpoint(finished)["resume"]
     assert len(resume["rng_by_rank"]) == 1 and torch.equal(resume["rng_by_rank"][0]["torch"], resume["rng"]["torch"])
 
+    # Tampered weights prove a resume: a restart would reach the same weights as a resume (seeded), but not these.
+    # The encoder's own head is frozen in stage 1 (kept exactly); the regressor's output bias, started at the mean
+    # EF, moves by about the learning rate (1e-3) a step, so from -1000 it stays near -1000.
+    tampered = load_checkpoint(finished)
+    head = tampered["model"]["head.weight"] + 0.5
+    tampered["model"]["head.weight"], tampered["regressor"]["6.bias"] = head, torch.full((1,), -1000.0)
+    torch.save(tampered, finished)
+
     # one more epoch in another folder (the run name holds the epoch count): best.pth comes along, so the best
     # error restored from last.pth and the final report refer to the same checkpoint
     argv = stage1_command(echonet, tmp_path, "extended", "--resume", str(finished), "--num_workers", "0",
                           "--weight_decay", "0.01")[2:]
     train_first_stage.main(argv)
+    extended = load_checkpoint(tmp_path / "extended" / "last.pth")
+    assert extended["epoch"] == 1 and torch.equal(extended["model"]["head.weight"], head)
+    assert abs(float(extended["regressor"]["6.bias"]) + 1000.0) < 0.5, extended["regressor"]["6.bias"]
     best = load_checkpoint(tmp_path / "extended" / "best.pth")
     report = json.loads((tmp_path / "extended" / "final_metrics.json").read_text())
     assert best["epoch"] in (0, 1) and report["best_epoch"] == best["epoch"]

@@ -204,6 +204,8 @@ def test_sigterm_during_validation_and_during_the_final_report_stops_cleanly_and
     assert float(last["resume"]["best_error"]) == pytest.approx(mae, abs=1e-3)
     assert "Best checkpoint" not in log and not (folder / "final_metrics.json").exists()
     monkeypatch.undo()
+    head = last["model"]["head.weight"] + 0.5  # frozen in stage 1: kept by a resume, lost by a restart
+    torch.save({**last, "model": {**last["model"], "head.weight": head}}, folder / "last.pth")
 
     scored = {}
 
@@ -219,6 +221,7 @@ def test_sigterm_during_validation_and_during_the_final_report_stops_cleanly_and
     assert stage1_main(argv) == 143
     assert capsys.readouterr().err == ("SIGTERM: interrupted during the final report; last.pth holds epoch 1; "
                                        "rerun with --resume\n")
+    assert torch.equal(load_checkpoint(folder / "last.pth")["model"]["head.weight"], head)
     log = (folder / "training.log").read_text()[offset:]
     assert f"Resumed from {folder / 'last.pth'}: epoch 0 done, best MAE {mae:.3f} (epoch 0)" in log
     assert "Train [0]" not in log and "Train [1][5/5]" in log and "Best checkpoint" in log  # epoch 0 not again
