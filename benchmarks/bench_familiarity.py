@@ -45,7 +45,8 @@ def outsiders(work, test_paths, rng):
     sets = {"echonet_real": sorted(map(str, (SHARED / "echonet_samples" / "Videos").glob("*.avi")))}
     hmcqu = make_synthetic_hmcqu(work / "hmcqu", n=12, seed=1, sheet_format="csv")
     gif = SHARED / "real_ultrasound" / "ES0001_CH2_1.gif"
-    sets["two_chamber"] = sorted(map(str, (hmcqu / "HMC-QU" / "A2C").glob("*.avi"))) + ([str(gif)] * gif.exists())
+    sets["two_chamber_generated"] = sorted(map(str, (hmcqu / "HMC-QU" / "A2C").glob("*.avi")))
+    sets["two_chamber_real_gif"] = [str(gif)] * gif.exists()
     blank = work / "noise_blank"
     blank.mkdir(exist_ok=True)
     for k in range(4):
