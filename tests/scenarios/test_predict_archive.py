@@ -179,7 +179,7 @@ def test_archive_rows_follow_the_status_rules(reference, archive):
     assert statuses == {"scored": loops, "skipped": 200 - loops - 5, "failed": 5}, statuses
     assert reference["status"] == 1  # real failures only
     expected = {("STUDY000", "SERIES2", "IM0001"): ("skipped", "single frame: not a cine loop"),
-                ("STUDY000", "SERIES2", "IM0002"): ("skipped", "single frame: not a cine loop"),
+                ("STUDY000", "SERIES2", "IM0002"): ("skipped", "ImageType anatomy OBSTETRICAL: not the heart"),
                 ("STUDY000", "SERIES2", "SC0001"): ("skipped", "secondary capture (Secondary Capture Image Storage)"),
                 ("STUDY000", "SR0001"): ("skipped", "no image (Basic Text SR Storage)"),
                 ("STUDY999", "RLE0001"): ("scored", ""), ("STUDY999", "US0001"): ("scored", ""),
