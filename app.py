@@ -43,6 +43,7 @@ from page.auth import AUTH_ENV, launch_access
 from page.display import crop_text, ef_range, summary_html  # noqa: F401 - ef_range: tested through app
 from page.jobs import PageBusyError, SessionJobs
 from scoring.archive_clips import FAILED, SCORED
+from models.settings import conflict
 from scoring.options import add_scoring_args
 from scoring.rows import CSV_COLUMNS, csv_row
 from scoring.scorer import PREVIEW_FRAMES, load_scorer, score_videos, video_clips
@@ -113,7 +114,10 @@ class Scorer:
         self.opt = opt
         self.device = init_distributed(opt.device).device
         self.amp = amp_dtype(opt.amp, self.device)
-        self.model, self.regressor, _ = load_scorer(opt, self.device)
+        self.model, self.regressor, weights = load_scorer(opt, self.device)
+        contradiction = conflict(opt, weights)  # a flag that contradicts the checkpoint runs as asked
+        if contradiction:
+            print(f"WARNING: {contradiction}", flush=True)
 
 
 # ---------------------------------------------------------------- what the page shows

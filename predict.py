@@ -23,6 +23,7 @@ import numpy as np
 
 from datasets.clips import default_clip_stride
 from datasets.sources.any_video import expand_inputs, parse_crop
+from models.settings import conflict
 from scoring.archive_clips import FAILED, SCORED, SKIPPED
 from scoring.familiarity import content_identity, familiarity_row, find_reference
 from scoring.options import add_scoring_args, result_settings
@@ -91,11 +92,9 @@ def log_settings(log, opt, weights, device, amp, n_videos):
     source = "" if weights.path == opt.pretrained_weights else f" ({weights.path})"
     log.info(f"Checkpoint {opt.pretrained_weights}{source}, epoch {weights.content.get('epoch')}, {opt.model}; "
              f"device {device}, AMP {amp or 'off (fp32)'}")
-    trained = weights.content.get("opt")
-    if trained is not None and (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency)) \
-            != (opt.frames, opt.frequency):
-        log.warning(f"the checkpoint was trained on clips of {trained.frames} frames every {trained.frequency}, "
-                    f"this run uses {opt.frames} every {opt.frequency}")
+    contradiction = conflict(opt, weights)  # a flag that contradicts the checkpoint's settings runs as asked
+    if contradiction:
+        log.warning(contradiction)
     stride = opt.clip_stride or default_clip_stride(opt.frames, opt.frequency)
     log.info(f"{n_videos} file(s); clips of {opt.frames} frames every {opt.frequency} frame(s), a clip every "
              f"{stride} frames over the whole video; crop {opt.crop}; frame rate "

@@ -19,15 +19,17 @@ import torch
 from tqdm import tqdm
 
 from datasets import EchoNetAllClips, EchoNetTest, save_start_indexes
-from models import build_model, place_model
+from models import build_model, place_model, read_weights, require_kind
 from utils.script.cli import on_interrupt, run_main
 from utils.engine.distributed import cleanup, init_distributed
 from utils.files.embeddings_file import save_embeddings
 from utils.evaluation.inference import InferenceSettings, predict
 from utils.files.atomic import atomic_open, atomic_write_json, atomic_write_pickle, check_writable_folder
+from utils.script.errors import BadInputError
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import format_metrics, regression_metrics
 from models.options import add_data_and_model_args
+from models.settings import conflict, fill_options
 from utils.script.options import parser_with_defaults
 from utils.script.validators import non_negative_int, positive_int
 from utils.pictures.plots import prediction_figure, save_figure
@@ -37,7 +39,7 @@ from utils.files.weights import weights_label
 
 def parse_option(argv=None):
     parser = parser_with_defaults("test_with_three_clips.py", "CoReEcho three-clip test")
-    add_data_and_model_args(parser)
+    add_data_and_model_args(parser, from_checkpoint=True)  # --frames / --frequency required when it does not say
     parser.add_argument("--pretrained_weights", type=str, required=True, help="a stage-1 or stage-2 checkpoint")
     parser.add_argument("--path_test_start_indexes", type=str, default=None,
                         help="released test_start_indexes.pkl (or .json/.csv); drawn with --seed if omitted")
@@ -180,13 +182,18 @@ def main(argv=None):
     opt = parse_option(argv)
     dist = init_distributed(opt.device)
     amp = amp_dtype(opt.amp, dist.device)
-    # data and weights first: a wrong path fails here, before anything is written
+    # weights and data first: a wrong path fails here, before anything is written
+    weights = read_weights(opt.pretrained_weights)
+    require_kind(weights, ("coreecho",))
+    fill_options(opt, weights, defaults={"model": "uniformer_small"})
+    missing = [f"--{key}" for key in ("frames", "frequency") if getattr(opt, key) is None]
+    if missing:
+        raise BadInputError(f"{opt.pretrained_weights} does not say its clip shape: give {' and '.join(missing)}")
     dataset = EchoNetTest(opt.data_folder, opt.split, opt.frames, opt.frequency, opt.path_test_start_indexes,
                           n_clips=opt.n_clips, seed=opt.seed, cache_dir=opt.cache_dir)
     all_clips = None if opt.clips == "three" else EchoNetAllClips(
         opt.data_folder, opt.split, opt.frames, opt.frequency, opt.clip_stride, cache_dir=opt.cache_dir)
-    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
-                                            depthwise=opt.depthwise)
+    model, regressor, weights = build_model(opt.model, weights, depthwise=opt.depthwise)
 
     out_dir = os.path.dirname(os.path.abspath(opt.path_save_test_files))
     if dist.is_main:
@@ -195,6 +202,9 @@ def main(argv=None):
     model, regressor = place_model(model, dist.device, opt.channels_last), place_model(regressor, dist.device)
     log.info(f"Checkpoint {opt.pretrained_weights} (epoch {weights.content.get('epoch')}), device {dist.device}, "
              f"AMP {amp or 'off (fp32)'}")
+    contradiction = conflict(opt, weights)  # a flag that contradicts the checkpoint runs as asked
+    if contradiction:
+        log.warning(contradiction)
     if dataset.frames != opt.frames:
         log.warning(f"WARNING: clips hold {dataset.frames} frames, not --frames {opt.frames} (capped, as released)")
     if opt.path_test_start_indexes is None and dist.is_main:

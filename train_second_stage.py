@@ -18,6 +18,7 @@ from utils.engine.seed import set_seed
 from utils.evaluation.metrics import format_metrics
 from utils.script.cli import run_main
 from models.options import training_parser
+from models.settings import training_settings
 from utils.training.report import final_report
 from utils.training.resume import resume
 from utils.training.run import Run
@@ -55,7 +56,8 @@ def main(argv=None):
     l1_loss = torch.nn.L1Loss()
     optimizer_regressor = torch.optim.AdamW(regressor.parameters(), lr=opt.learning_rate, weight_decay=opt.weight_decay)
     # the regressor trains in fp32: no loss scaler
-    saver = CheckpointSaver(run, model, regressor, {"optimizer_regressor": optimizer_regressor})
+    saver = CheckpointSaver(run, model, regressor, {"optimizer_regressor": optimizer_regressor},
+                            settings=training_settings(opt, stage=2))
     resumed = resume(run, saver, opt.resume)
 
     regressor = wrap_ddp(regressor, run.dist)  # the frozen encoder needs no DDP
@@ -86,7 +88,7 @@ def main(argv=None):
         # validate (every rank the model the checkpoints keep), then best.pth (ties -> the later epoch), last.pth
         broadcast_buffers(model, regressor)
         validation = metrics, _, _ = validate(run, model, regressor, val_set, f"val {epoch}")
-        saver.save_best(epoch, metrics["mae"])  # when it is the best
+        saver.save_best(epoch, metrics["mae"], metrics)  # when it is the best
         ordering = report_epoch(run, saver, meter, opt.epochs, validation, format_metrics(metrics))
         saver.save_last(epoch)
         wandb_epoch(run, meter, validation, ordering, released_names(metrics))

@@ -131,6 +131,8 @@ def parse_option(argv=None):
             action.help = {"frames": "frames per clip (CAMUS: its ED->ES half cycle resampled to this many)",
                            "frequency": "sampling period between frames of hmcqu / folder clips (not used for "
                                         "CAMUS)"}[action.dest]
+    # --model: the checkpoints' (transfer.experiment.read_checkpoint); the clip shape stays the dataset's
+    parser.set_defaults(model=None)
     add_data_options(parser)
     parser.add_argument("--batch_size", type=positive_int, default=16,
                         help="finetune: videos per step (per process); linear / mlp: clips per GPU forward")
@@ -229,6 +231,7 @@ def start(opt, argv, dist):
     exp = Experiment(opt, log, dist, videos, task, make_folds(opt, videos, task), clip_spec,
                      amp_dtype(opt.amp, dist.device))
     checkpoints = name_checkpoints([read_checkpoint(given, opt) for given in opt.pretrained_weights])
+    opt.model = opt.model or "uniformer_small"  # only random weights: the paper's model
     log.info(f"transfer_learning.py {' '.join(sys.argv[1:] if argv is None else map(str, argv))}")
     log.info("Options:\n" + "\n".join(f"  {key}: {value}" for key, value in vars(opt).items()), extra=FILE_ONLY)
     log.info(exp.summary() + f"; mode {opt.mode}, {opt.model}, clips of {opt.frames} frames"

@@ -37,6 +37,7 @@ from utils.files.atomic import atomic_open, atomic_write_json, check_writable_fo
 from utils.script.log import setup_logger
 from utils.evaluation.metrics import regression_metrics
 from models.options import add_data_and_model_args, add_model_args
+from models.settings import conflict, fill_options
 from utils.script.options import HelpWithDefaults, parser_with_defaults
 from utils.script.validators import non_negative_int, positive_int
 from utils.evaluation.projection import METHOD_NAMES
@@ -66,7 +67,7 @@ def parse_option(argv=None):
 
     embeddings = subparser("embeddings", "embed a split with each checkpoint: UMAP / t-SNE maps coloured by EF "
                                          "and the distance-EF Spearman, kNN MAE and bin ratio of each")
-    add_data_and_model_args(embeddings, **PAPER_CLIP)
+    add_data_and_model_args(embeddings, **PAPER_CLIP, from_checkpoint=True)  # the first checkpoint's, else these
     # Both flags fill one list, so the figure's rows follow the command line.
     embeddings.add_argument("--pretrained_weights", dest="sources", action="extend", nargs="+", metavar="CKPT",
                             type=lambda path: ("checkpoint", path), help="checkpoints to embed the split with")
@@ -95,7 +96,7 @@ def parse_option(argv=None):
                      help="video files (EchoNet AVI, MP4/MOV/MKV, DICOM), folders (recursive) or glob patterns")
     cam.add_argument("--pretrained_weights", type=str, required=True, help="a stage-1 or stage-2 checkpoint")
     cam.add_argument("--output_dir", type=str, required=True)
-    add_model_args(cam, **PAPER_CLIP)
+    add_model_args(cam, **PAPER_CLIP, from_checkpoint=True)
     cam.add_argument("--starts", "--start", type=start_list, default=[0], metavar="S[,S...]",
                      help="first frame of each clip shown, e.g. --start 40 or --starts 0,40,80 (one video and one "
                           "PNG per start)")
@@ -189,10 +190,11 @@ def read_embedding_inputs(opt):
     labels = unique([checkpoint_label(path) if kind == "checkpoint" else file_label(loaded[path])
                      for kind, path in opt.sources])
     job = EmbeddingJob(dist, amp, methods, loaded, labels)
-    if checkpoints:
+    if checkpoints:  # one model and clip shape for all: the flags', else the first checkpoint's
+        job.weights = {path: read_weights(path) for path in checkpoints}
+        fill_options(opt, job.weights[checkpoints[0]], {"model": "uniformer_small", **PAPER_CLIP})
         job.dataset = embedding_dataset(opt)
         model, regressor, _ = build_model(opt.model, None, depthwise=opt.depthwise)
-        job.weights = {path: read_weights(path) for path in checkpoints}
         for path in checkpoints:  # each one is a CoReEcho checkpoint that fits the model (or names the --model)
             require_kind(job.weights[path], ("coreecho",))
             load_weights(model, regressor, job.weights[path])
@@ -228,11 +230,9 @@ def embedding_meta(opt, job, path):
 def embed_checkpoint(opt, job, path, label):
     """Embed the split with one checkpoint and save OUT/<label>/embeddings.npz; (data, file)."""
     load_weights(job.model, job.regressor, job.weights[path])
-    trained = job.weights[path].content.get("opt")  # last.pth keeps the training options, best.pth does not
-    trained_clip = (getattr(trained, "frames", opt.frames), getattr(trained, "frequency", opt.frequency))
-    if trained_clip != (opt.frames, opt.frequency):
-        job.log.warning(f"{path} was trained on clips of {trained_clip[0]} frames every {trained_clip[1]}; "
-                        f"embedding with {opt.frames} every {opt.frequency}")
+    contradiction = conflict(opt, job.weights[path])  # one clip shape for all checkpoints: the first one's
+    if contradiction:
+        job.log.warning(contradiction)
     start = time.perf_counter()
     settings = InferenceSettings(job.amp, opt.channels_last, max_videos=opt.batch_size, num_workers=opt.num_workers)
     result = predict(job.model, job.regressor, job.dataset, job.dist, settings)
@@ -344,8 +344,10 @@ def cam_main(opt):
     crop = parse_crop(opt.crop)
     # inputs and weights first: a wrong path fails here, before anything is written
     videos = expand_inputs(opt.inputs)
-    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
-                                            depthwise=opt.depthwise)
+    weights = read_weights(opt.pretrained_weights)
+    require_kind(weights, ("coreecho",))
+    fill_options(opt, weights, {"model": "uniformer_small", **PAPER_CLIP})
+    model, regressor, weights = build_model(opt.model, weights, depthwise=opt.depthwise)
     checkpoint = weights.content
     model, regressor = place_model(model, dist.device), place_model(regressor, dist.device)
 
@@ -354,6 +356,9 @@ def cam_main(opt):
     log.info(f"Checkpoint {opt.pretrained_weights} (epoch {checkpoint.get('epoch')}), {opt.model}, device "
              f"{dist.device}; {len(videos)} video(s), clips of {opt.frames} frames every {opt.frequency} at start(s) "
              f"{', '.join(map(str, opt.starts))}")
+    contradiction = conflict(opt, weights)  # a flag that contradicts the checkpoint runs as asked
+    if contradiction:
+        log.warning(contradiction)
     rows = []
     on_interrupt(lambda: f"interrupted after {len(rows)} clip(s); their files in {opt.output_dir} are complete, "
                          "cam.csv was not written")

@@ -6,9 +6,12 @@ its kind:
 - ``kinetics400``: a UniFormer state dict with its 400-class head (``uniformer_small_k400_16x8.pth``), plain or
   wrapped under ``model`` / ``state_dict`` / ``model_state``;
 - ``none``: random weights (seed the global RNG first for repeatable ones).
+A published folder (``python -m models.publish``: model.safetensors + config.json; a folder path, its
+model.safetensors, or ``hf://OWNER/REPO``) reads as a ``coreecho`` checkpoint whose ``settings`` is config.json.
 `build_model` turns it into (encoder, regressor). A file of another kind, or weights of another
 architecture, is a one-line error naming the file (and the --model that fits, when one does).
 """
+import functools
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +35,7 @@ _BUILDERS = {
 MODEL_NAMES = tuple(_BUILDERS)  # the --model choices (models/options.py)
 _WRAPPER_KEYS = ('model', 'state_dict', 'model_state')  # where training checkpoints keep the weights
 KINETICS_CLASSES = 400
+SAFETENSORS_SUFFIX = '.safetensors'
 KIND_NAMES = {'coreecho': 'CoReEcho', 'kinetics400': 'Kinetics-400', 'none': 'random init'}
 
 
@@ -70,6 +74,8 @@ def load_state_dict_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """Read a state_dict saved by torch.save (safely: weights_only): plain, or wrapped under
     'model'/'state_dict'/'model_state'. `path` may be hf://OWNER/REPO/FILE (utils/files/weights.py)."""
     path = resolve_weights(path)
+    if os.path.isdir(path):
+        raise BadInputError(f'{path} is a folder, not a state dict file')
     state_dict = _unwrapped(load_checkpoint(path))
     if not _is_state_dict(state_dict):
         raise BadInputError(f'{os.fspath(path)}: does not hold a state_dict (a mapping of names to tensors)')
@@ -82,6 +88,10 @@ def read_weights(spec) -> Weights:
         return Weights('none' if spec is None else str(spec), '', 'none')
     spec = os.fspath(spec)
     path = resolve_weights(spec)
+    if os.path.isdir(path) or path.endswith(SAFETENSORS_SUFFIX):
+        from .publish import load_published  # the folder kind: no pickle at all
+        path, content = load_published(path)
+        return Weights(spec, path, 'coreecho', content)
     content = load_checkpoint(path)
     if isinstance(content, Mapping) and isinstance(content.get('model'), Mapping) \
             and isinstance(content.get('regressor'), Mapping):
@@ -95,27 +105,31 @@ def read_weights(spec) -> Weights:
                         "or 'none' for random weights")
 
 
+@functools.cache
+def _encoder_shapes(name: str) -> dict:
+    """Names and shapes of `name`'s encoder (the head aside), built once per process."""
+    model = _BUILDERS[name](num_classes=1)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith('head.')}
+
+
 def fitting_model_name(state_dict: Mapping) -> Optional[str]:
     """The builder whose encoder has exactly these names and shapes (the head aside), or None."""
     shapes = {k: tuple(v.shape) for k, v in strip_module_prefix(state_dict).items() if not k.startswith('head.')}
-    for name, builder in _BUILDERS.items():
-        expected = {k: tuple(v.shape) for k, v in builder(num_classes=1).state_dict().items()
-                    if not k.startswith('head.')}
-        if expected == shapes:
-            return name
-    return None
+    return next((name for name in _BUILDERS if _encoder_shapes(name) == shapes), None)
 
 
 def _load_strict(module: nn.Module, state_dict: Mapping, what: str, source: str, model: nn.Module) -> None:
-    """Strict load; a mismatch names the --model whose encoder these weights fit, when that is another one."""
+    """Strict load; weights of another known model than `model` are one line naming the --model they fit (no
+    list of keys), any other mismatch one line listing the keys."""
     try:
         load_state_dict_strict(module, state_dict, what, source)
-    except BadInputError as error:
-        encoder = state_dict if what != 'regressor' else {}
-        name = fitting_model_name(encoder) if encoder else None
-        if name is None or type(model).__name__ != 'UniFormer' or fitting_model_name(model.state_dict()) == name:
-            raise
-        raise BadInputError(f'{error}; these are {name} weights: use --model {name}') from None
+    except BadInputError:
+        if what != 'regressor' and isinstance(model, UniFormer):  # only now: naming the fitting model takes time
+            name, built = fitting_model_name(state_dict), fitting_model_name(model.state_dict())
+            if name is not None and built is not None and name != built:
+                raise BadInputError(f'{source}: these are {name} weights, not {built}: use --model {name} (or '
+                                    'leave --model out where the script reads it from the checkpoint)') from None
+        raise
 
 
 def load_pretrained(model: nn.Module, path: str | os.PathLike) -> None:

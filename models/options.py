@@ -11,14 +11,25 @@ from .uniformer import DEPTHWISE_CHOICES
 AMP_CHOICES = ("auto", "none", "bf16", "fp16")
 
 
-def add_model_args(parser, frames=None, frequency=None):
+def add_model_args(parser, frames=None, frequency=None, from_checkpoint=False):
     """The model and how it runs: shared by every script that runs the encoder. `frames` / `frequency`:
-    defaults for the clip shape (None: the flag is required, as in the released scripts)."""
-    parser.add_argument("--model", type=str, default="uniformer_small", choices=MODEL_NAMES)
-    parser.add_argument("--frames", type=positive_int, required=frames is None, default=frames,
-                        help="frames per clip (paper: 36)")
-    parser.add_argument("--frequency", type=positive_int, required=frequency is None, default=frequency,
-                        help="sampling period between frames (paper: 4)")
+    defaults for the clip shape (None: the flag is required, as in the released scripts). `from_checkpoint`:
+    --model / --frames / --frequency default to None, filled from the checkpoint by models.settings.fill_options
+    (`frames` / `frequency` then say the fallback shown in the help)."""
+    if from_checkpoint:
+        then = "the checkpoint's, else {}"
+        parser.add_argument("--model", type=str, default=None, choices=MODEL_NAMES,
+                            help=f"default: {then.format('the model its weights fit')}")
+        parser.add_argument("--frames", type=positive_int, default=None,
+                            help=f"frames per clip; default: {then.format(frames)} (paper: 36)")
+        parser.add_argument("--frequency", type=positive_int, default=None,
+                            help=f"sampling period between frames; default: {then.format(frequency)} (paper: 4)")
+    else:
+        parser.add_argument("--model", type=str, default="uniformer_small", choices=MODEL_NAMES)
+        parser.add_argument("--frames", type=positive_int, required=frames is None, default=frames,
+                            help="frames per clip (paper: 36)")
+        parser.add_argument("--frequency", type=positive_int, required=frequency is None, default=frequency,
+                            help="sampling period between frames (paper: 4)")
     parser.add_argument("--num_workers", type=non_negative_int, default=4, help="data-loader worker processes")
     parser.add_argument("--device", type=str, default="auto", choices=("auto", "cuda", "cpu"),
                         help="auto = CUDA when present, else CPU")
@@ -31,10 +42,10 @@ def add_model_args(parser, frames=None, frequency=None):
                              "time; faster on GPUs); auto = conv2d for the 5x5x5 ones only (fastest on an H100)")
 
 
-def add_data_and_model_args(parser, frames=None, frequency=None):
+def add_data_and_model_args(parser, frames=None, frequency=None, from_checkpoint=False):
     parser.add_argument("--data_folder", type=str, default="./data",
                         help="EchoNet-Dynamic root (FileList.csv, VolumeTracings.csv, Videos/)")
-    add_model_args(parser, frames, frequency)
+    add_model_args(parser, frames, frequency, from_checkpoint)
     parser.add_argument("--cache_dir", type=str, default=None,
                         help="keep decoded videos here as uint8 .npy (memory-mapped); off by default")
     parser.add_argument("--prefetch_factor", type=positive_int, default=2, help="batches loaded ahead per worker")

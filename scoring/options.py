@@ -16,7 +16,7 @@ RESULT_SETTINGS = ("pretrained_weights", "model", "frames", "frequency", "clip_s
 def add_scoring_args(parser):
     """--model ... --depthwise (the paper's clip shape by default), --crop, --target_fps, --clip_stride,
     --short_loops, --min_frames, --min_seconds and --batch_size."""
-    add_model_args(parser, frames=36, frequency=4)
+    add_model_args(parser, frames=36, frequency=4, from_checkpoint=True)  # models.settings.SCORING_DEFAULTS
     parser.add_argument("--crop", type=str, default="auto",
                         help="auto = the moving ultrasound sector, none = whole frame, or a box x,y,w,h in pixels")
     parser.add_argument("--target_fps", type=non_negative_float, default=DEFAULT_FPS,

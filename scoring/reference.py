@@ -63,8 +63,8 @@ def video_embeddings(opt, scorer, paths, device, log):
 def make_reference(opt, device, log):
     """Score the train and val videos of opt.data_folder and write the reference; returns it."""
     began = time.perf_counter()
+    model, regressor, _ = load_scorer(opt, device)  # first: it fills --frames / --frequency from the checkpoint
     (train_paths, train_ef), (val_paths, _) = split_videos(opt, "train"), split_videos(opt, "val")
-    model, regressor, _ = load_scorer(opt, device)
     scorer = (model, regressor, amp_dtype(opt.amp, device))
     log.info(f"familiarity reference of {opt.pretrained_weights}: scoring {len(train_paths)} train and "
              f"{len(val_paths)} val videos of {opt.data_folder}")

@@ -6,7 +6,8 @@ import numpy as np
 
 from datasets.clips import default_clip_stride
 from datasets.sources.any_video import parse_crop
-from models import build_model, place_model
+from models import build_model, place_model, read_weights, require_kind
+from models.settings import fill_options
 from utils.engine.loaders import video_loader
 from utils.evaluation.inference import InferenceSettings, infer_videos
 
@@ -22,9 +23,12 @@ def default_workers() -> int:
 
 
 def load_scorer(opt, device):
-    """(model, regressor, Weights) of opt.pretrained_weights (a CoReEcho checkpoint), on `device`, in eval mode."""
-    model, regressor, weights = build_model(opt.model, opt.pretrained_weights, kinds=("coreecho",),
-                                            depthwise=opt.depthwise)
+    """(model, regressor, Weights) of opt.pretrained_weights (a CoReEcho checkpoint), on `device`, in eval mode;
+    opt.model / frames / frequency left None are filled from the checkpoint first (models.settings)."""
+    weights = read_weights(opt.pretrained_weights)
+    require_kind(weights, ("coreecho",))
+    fill_options(opt, weights)
+    model, regressor, weights = build_model(opt.model, weights, depthwise=opt.depthwise)
     return place_model(model, device, opt.channels_last), place_model(regressor, device), weights
 
 

@@ -11,6 +11,7 @@ import torch
 
 from datasets.transfer import ClipSpec, file_identity
 from models import build_model, read_weights
+from models.settings import fill_options
 from utils.engine.seed import set_seed
 from utils.evaluation.folds import sample_indices
 from utils.script.errors import BadInputError
@@ -29,6 +30,8 @@ def read_checkpoint(spec, opt):
     weights = read_weights(spec)
     if weights.kind == "none":
         return Checkpoint(weights, {"kind": "none", "seed": opt.seed, "torch": torch.__version__})
+    if opt.model is None:  # no --model: the first checkpoint's (its settings, else the model its weights fit)
+        fill_options(opt, weights, keys=("model",))
     build_model(opt.model, weights, depthwise=opt.depthwise)  # the loader's one-line error (the --model that fits)
     return Checkpoint(weights, {"kind": weights.kind, "file": file_identity(weights.path)})
 

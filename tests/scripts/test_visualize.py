@@ -256,7 +256,8 @@ def test_parser_needs_a_source_and_keeps_starts_apart_from_inputs(capsys):
     assert exit_.value.code == 2 and "--pretrained_weights" in capsys.readouterr().err
     opt = visualize.parse_option(["cam", "--pretrained_weights", "w.pth", "--output_dir", "o", "--starts", "0,40",
                                   "a.avi", "b.mp4"])
-    assert opt.starts == [0, 40] and opt.inputs == ["a.avi", "b.mp4"] and (opt.frames, opt.frequency) == (36, 4)
+    assert opt.starts == [0, 40] and opt.inputs == ["a.avi", "b.mp4"]
+    assert (opt.model, opt.frames, opt.frequency) == (None, None, None)  # filled from the checkpoint (models.settings)
 
 
 # ---------------------------------------------------------------- embeddings.npz

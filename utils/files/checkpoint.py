@@ -4,6 +4,8 @@ Format (interchangeable with the official scripts' files):
 - best.pth: {'epoch', 'model', 'regressor', 'best_error'}
 - last.pth: {'opt', 'model', 'regressor', 'epoch', 'best_error'} plus, here, 'resume' (optimiser,
   scaler and RNG states) which the official loader simply ignores.
+Both add, here, 'settings' (models.settings: model, clip shape, normalisation, stage, validation metrics) as
+plain data, also ignored by the official loader; the weights are the same tensors either way.
 """
 import argparse
 import os
@@ -81,35 +83,26 @@ def load_state_dict_strict(module, state_dict, what, source):
     target.load_state_dict(state_dict, strict=True)
 
 
-def load_model_and_regressor(path, model, regressor):
-    """Load 'model' and 'regressor' from a CoReEcho checkpoint (with or without 'module.' prefixes)."""
-    checkpoint = load_checkpoint(path)
-    if not isinstance(checkpoint, dict):
-        raise BadInputError(f"{path}: expected a CoReEcho checkpoint dict with 'model' and 'regressor', "
-                         f"got {type(checkpoint).__name__}")
-    for key in ("model", "regressor"):
-        if key not in checkpoint:
-            raise BadInputError(f"{path}: key '{key}' missing (found keys: {', '.join(map(str, checkpoint))})")
-    load_state_dict_strict(model, checkpoint["model"], "model", path)
-    load_state_dict_strict(regressor, checkpoint["regressor"], "regressor", path)
-    return checkpoint
+def _with_settings(checkpoint, settings):
+    """The released keys first, then 'settings' when there are any (a dict of plain data)."""
+    return checkpoint if settings is None else {**checkpoint, "settings": settings}
 
 
-def save_best(path, model, regressor, epoch, best_error):
-    atomic_torch_save({
+def save_best(path, model, regressor, epoch, best_error, settings=None):
+    atomic_torch_save(_with_settings({
         "epoch": epoch,
         "model": unwrap(model).state_dict(),
         "regressor": unwrap(regressor).state_dict(),
         "best_error": torch.tensor(best_error, dtype=torch.float32),
-    }, path)
+    }, settings), path)
 
 
-def save_last(path, opt, model, regressor, epoch, best_error, resume_state):
-    atomic_torch_save({
+def save_last(path, opt, model, regressor, epoch, best_error, resume_state, settings=None):
+    atomic_torch_save(_with_settings({
         "opt": opt,
         "model": unwrap(model).state_dict(),
         "regressor": unwrap(regressor).state_dict(),
         "epoch": epoch,
         "best_error": None if best_error is None else torch.tensor(best_error, dtype=torch.float32),
         "resume": resume_state,
-    }, path)
+    }, settings), path)

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from conftest import FIXTURES
-from models import get_feature_extractor, get_shallow_mlp_head
-from utils.files.checkpoint import load_checkpoint, load_model_and_regressor, save_best, save_last, strip_module_prefix
+from models import build_model, get_feature_extractor, get_shallow_mlp_head
+from utils.files.checkpoint import load_checkpoint, save_best, save_last, strip_module_prefix
 
 
 def coreecho_pair(name="uniformer_small"):
@@ -53,22 +53,36 @@ def test_loads_checkpoints_with_module_prefix(tmp_path):
                 "regressor": {f"module.{k}": v for k, v in regressor.state_dict().items()}, "epoch": 25,
                 "best_error": torch.tensor(1.0)}
     torch.save(prefixed, tmp_path / "dp.pth")
-    fresh_model, fresh_regressor = coreecho_pair("uniformer_tiny")
-    load_model_and_regressor(tmp_path / "dp.pth", fresh_model, fresh_regressor)
+    _, fresh_regressor, _ = build_model("uniformer_tiny", tmp_path / "dp.pth")
     assert fresh_regressor[6].bias.item() == 12.5
     assert strip_module_prefix({"module.a": 1, "b": 2}) == {"a": 1, "b": 2}
 
 
+def test_settings_are_one_added_key_of_plain_data_and_the_weights_stay_the_same(tmp_path):
+    model, regressor = coreecho_pair("uniformer_tiny")
+    settings = {"model": "uniformer_tiny", "frames": 16, "frequency": 4, "mean": [32.5, 32.6, 32.9], "stage": 2,
+                "metrics": {"mae": 1.9}}
+    save_best(tmp_path / "plain.pth", model, regressor, 3, 4.5)
+    save_best(tmp_path / "best.pth", model, regressor, 3, 4.5, settings)
+    save_last(tmp_path / "last.pth", argparse.Namespace(frames=16), model, regressor, 3, None, {}, settings)
+    plain = torch.load(tmp_path / "plain.pth", weights_only=True)
+    best = torch.load(tmp_path / "best.pth", weights_only=True)  # no allow-list: plain data only
+    assert list(best) == ["epoch", "model", "regressor", "best_error", "settings"] and best["settings"] == settings
+    assert list(load_checkpoint(tmp_path / "last.pth"))[-1] == "settings"
+    for key in ("model", "regressor"):
+        assert list(best[key]) == list(plain[key])
+        assert all(torch.equal(best[key][k], plain[key][k]) for k in plain[key])
+
+
 def test_checkpoint_of_another_architecture_names_the_keys(tmp_path):
-    tiny_model, tiny_regressor = coreecho_pair("uniformer_tiny")
-    save_best(tmp_path / "tiny.pth", tiny_model, tiny_regressor, 0, 1.0)
-    model, regressor = coreecho_pair("uniformer_small")
+    model = get_feature_extractor("uniformer_tiny")
+    wide = get_shallow_mlp_head(2 * model.head.in_features, 1)  # a regressor of another width
+    save_best(tmp_path / "wide.pth", model, wide, 0, 1.0)
     with pytest.raises(ValueError) as error:
-        load_model_and_regressor(tmp_path / "tiny.pth", model, regressor)
+        build_model("uniformer_tiny", tmp_path / "wide.pth")
     message = str(error.value)
-    assert "tiny.pth" in message and "\n" not in message
-    assert "weights do not fit" in message and "wrong shapes" in message
-    assert "missing keys" in message and "blocks" in message
+    assert "wide.pth" in message and "\n" not in message
+    assert "regressor weights do not fit" in message and "wrong shapes" in message
 
 
 class _CreatesFile:

@@ -30,8 +30,7 @@ def test_missing_plain_path_and_folder(tmp_path):
         resolve_weights(str(missing))
     with pytest.raises(FileNotFoundError):  # MissingInputError is a FileNotFoundError
         resolve_weights(str(missing))
-    with pytest.raises(BadInputError, match="is a folder"):
-        resolve_weights(str(tmp_path))
+    assert resolve_weights(str(tmp_path)) == str(tmp_path)  # a published folder: models.build reads it
 
 
 def test_outputs_name_hf_weights_by_their_spec(tmp_path, monkeypatch):
@@ -44,7 +43,8 @@ def test_parse_hf_spec():
     assert parse_hf_spec("hf://owner/repo/file.pth") == ("owner/repo", "file.pth", None)
     assert parse_hf_spec("hf://owner/repo/sub/dir/file.pth") == ("owner/repo", "sub/dir/file.pth", None)
     assert parse_hf_spec("hf://owner/repo@v1.0/file.pth") == ("owner/repo", "file.pth", "v1.0")
-    for bad in ("hf://owner/repo", "hf://owner//file.pth", "hf://owner/repo/", "hf://owner/repo@/f.pth"):
+    assert parse_hf_spec("hf://owner/repo") == parse_hf_spec("hf://owner/repo/") == ("owner/repo", "", None)
+    for bad in ("hf://owner", "hf://owner//file.pth", "hf://owner/repo@/f.pth", "hf:///repo"):
         with pytest.raises(BadInputError, match="expected hf://OWNER/REPO"):
             parse_hf_spec(bad)
 
