@@ -42,7 +42,7 @@ def stage2_args(echonet, stage1, save_root, run_name, epochs, *extra):
 
 def test_stage1_writes_released_checkpoints(stage1):
     best, last = load_checkpoint(stage1 / "best.pth"), load_checkpoint(stage1 / "last.pth")
-    assert list(best) == ["epoch", "model", "regressor", "best_error"]
+    assert list(best) == ["epoch", "model", "regressor", "best_error", "settings"]  # the released keys first
     assert list(last)[:5] == ["opt", "model", "regressor", "epoch", "best_error"]
     assert last["epoch"] == 1  # --epochs 1 runs epochs 0 and 1, as released
     assert best["epoch"] in (0, 1) and np.isfinite(float(best["best_error"]))
