@@ -4,13 +4,13 @@
     python app.py                      # the demo's model (save/demo, written by `bash demo.sh`)
     python app.py --host 0.0.0.0 --auth_file users.txt --ssl_certfile cert.pem --ssl_keyfile key.pem  # a team
 
-Built with Gradio. One code path with predict.py (scoring/: its options with --crop as the page's default, its
-clips, EF and CSV row), so the page's EF for a file is predict.py's for the same options. The page shows the EF
-(mean +- SD over clips) with its range, the first frame with the crop, the EF per clip (as predict.py --plot),
-the Grad-CAM of one clip (as visualize.py cam) and the CSV. Safe by default: it listens on 127.0.0.1 (elsewhere
-only with a login, page.auth), makes no share link, sends no analytics, accepts uploads up to --max_upload_mb,
-keeps each session's jobs apart (page.jobs) in one temporary folder removed when it stops, shows and logs no
-DICOM header field, runs one job at a time.
+Built with Gradio. One code path with predict.py (scoring/, through page.scoring: its options with --crop as the
+page's default, its clips, EF, familiarity check and CSV row), so the page's row of a file is predict.py's. It shows
+the EF (mean +- SD over clips) with its range, the nearest training videos' EF and the unfamiliar flag, the first
+frame with the crop, the EF per clip (as predict.py --plot), the Grad-CAM of one clip (as visualize.py cam) and the
+CSV. Safe by default: it listens on 127.0.0.1 (elsewhere only with a login, page.auth), makes no share link, sends
+no analytics, accepts uploads up to --max_upload_mb, keeps each session's jobs apart (page.jobs) in one temporary
+folder removed when it stops, shows and logs no DICOM header field, runs one job at a time.
 """
 import argparse
 import functools
@@ -28,13 +28,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from datasets.clips import denormalise
 from datasets.sources.any_video import first_frame, parse_crop
-from datasets.sources.dicom import DICOM_EXTENSIONS, is_dicom_file
 from datasets.synthetic.echonet import make_synthetic_echonet
-from datasets.video import VIDEO_EXTENSIONS
 from utils.engine.amp import amp_dtype
 from utils.engine.distributed import init_distributed
 from utils.evaluation.grad_cam import grad_cam
@@ -42,11 +39,12 @@ from utils.pictures.cam import BROWSER_FORMATS, write_cam_video
 from page.auth import AUTH_ENV, launch_access
 from page.display import crop_text, ef_range, summary_html  # noqa: F401 - ef_range: tested through app
 from page.jobs import PageBusyError, SessionJobs
-from scoring.archive_clips import FAILED, SCORED
+from page.scoring import score_files, write_csv
+from scoring.archive_clips import SCORED
 from models.settings import conflict
+from scoring.familiarity import add_reference_arg
 from scoring.options import add_scoring_args
-from scoring.rows import CSV_COLUMNS, csv_row
-from scoring.scorer import PREVIEW_FRAMES, load_scorer, score_videos, video_clips
+from scoring.scorer import load_scorer, run_reference
 from utils.pictures.plots import plt, video_ef_figure
 from utils.script.cli import run_main
 from utils.script.errors import BadInputError, UserError
@@ -93,6 +91,7 @@ def parse_option(argv=None):
                              "uploads and copies served to the browser this long after they were made")
     parser.add_argument("--max_upload_mb", type=positive_int, default=500, help="largest upload accepted")
     add_scoring_args(parser)
+    add_reference_arg(parser)
     next(a for a in parser._actions if a.dest == "num_workers").help = argparse.SUPPRESS  # accepted, unused
     opt = parser.parse_args(argv)  # files are uploaded: a file name here is refused
     if opt.pretrained_weights is None:
@@ -118,6 +117,9 @@ class Scorer:
         contradiction = conflict(opt, weights)  # a flag that contradicts the checkpoint runs as asked
         if contradiction:
             print(f"WARNING: {contradiction}", flush=True)
+        self.reference, notes = run_reference(opt, weights)  # predict.py's familiarity reference, said once
+        for level, line in notes:
+            print(("WARNING: " if level == "warning" else "") + line, flush=True)
 
 
 # ---------------------------------------------------------------- what the page shows
@@ -163,80 +165,6 @@ def scored_video(state, k):
     """Video k of the last job if it was scored, else None (a choice made before that job ended)."""
     videos = state["videos"] if state else []
     return videos[k] if k is not None and 0 <= k < len(videos) and videos[k]["status"] == SCORED else None
-
-
-# ---------------------------------------------------------------- scoring
-
-class WatchedClips(torch.utils.data.Dataset):
-    """scoring.scorer.video_clips' dataset, telling the progress bar what is read and how far the model is, and
-    timing the reading (the rest of the scoring loop is the model)."""
-
-    def __init__(self, dataset, names, progress):
-        self.dataset, self.names, self.progress = dataset, names, progress
-        self.read_s, self.clips_read, self.clips_done = 0.0, 0, 0
-
-    def __len__(self):
-        return len(self.dataset)
-
-    def __getitem__(self, index):
-        self.progress((index, len(self)), desc=f"reading {self.names[index]}", unit="files")
-        began = time.perf_counter()
-        item = self.dataset[index]
-        self.read_s += time.perf_counter() - began
-        self.clips_read += len(item["starts"])
-        return item
-
-    def after_forward(self, module, inputs, output):
-        self.clips_done += len(inputs[0])
-        self.progress((self.clips_done, max(self.clips_read, self.clips_done)), desc="clips", unit="clips")
-
-
-def accepted(path):
-    """One upload is read only if it is a video or DICOM by name, or carries the DICOM marker."""
-    return Path(path).suffix.lower() in VIDEO_EXTENSIONS + DICOM_EXTENSIONS or is_dicom_file(path)
-
-
-def score_files(scorer, paths, crop, progress):
-    """(videos: one dict per file, in order, their CSV rows, timing {read, model}) through predict.py's path."""
-    opt = argparse.Namespace(**{**vars(scorer.opt), "crop": crop})
-    names = [Path(p).name for p in paths]
-    readable = [p for p in paths if accepted(p)]
-    dataset = WatchedClips(video_clips(opt, readable, preview=PREVIEW_FRAMES),
-                           [Path(p).name for p in readable], progress)
-    scored = {}
-    handle = scorer.model.register_forward_hook(dataset.after_forward)
-    began = time.perf_counter()
-    try:
-        for item, clip_ef in score_videos(opt, scorer.model, scorer.regressor, dataset, scorer.device, scorer.amp):
-            scored[item["path"]] = (item, clip_ef)
-    finally:
-        handle.remove()
-    timing = {"read": dataset.read_s, "model": time.perf_counter() - began - dataset.read_s}
-    videos, rows = [], []
-    for path, name in zip(paths, names):
-        if path not in scored:
-            error = f"{name}: not a video this page reads (AVI/MP4/MOV/MKV or DICOM)"
-            rows.append({"file": name, "n_clips": 0, "error": error, "status": FAILED})
-            videos.append({"name": name, "status": FAILED, "row": rows[-1]})
-            continue
-        item, clip_ef = scored[path]
-        # the upload is known by its name; its copy's modification time is not the user's file's
-        row = {**csv_row(item, clip_ef), "file": name, "file_mtime_ns": None}
-        row["error"] = row["error"].replace(path, name)  # the upload's temporary path means nothing to the user
-        rows.append(row)
-        # what the pictures need; the text on the page comes from the row (page.display)
-        videos.append({"name": name, "path": path, "status": row["status"], "row": row, "clip_ef": clip_ef,
-                       "starts": item["starts"].numpy(), "clips": item["image"], "preview": item["preview"].numpy(),
-                       "preview_indexes": item["preview_indexes"].numpy(), "crop": item["crop"]})
-    return videos, rows, timing
-
-
-def write_csv(rows, folder):
-    """predict.py's per-video CSV (same columns and number format) of the page's files."""
-    path = os.path.join(folder, "coreecho_ef.csv")
-    table = pd.DataFrame(rows, columns=CSV_COLUMNS).astype({"n_clips": "int64", "n_frames": "Int64"})
-    table.to_csv(path, index=False, float_format="%.5f")
-    return path
 
 
 # ---------------------------------------------------------------- the page
@@ -390,7 +318,7 @@ class Page:
         state["videos"], rows, timing = score_files(self.scorer, list(files), crop, progress)
         good = [k for k, video in enumerate(state["videos"]) if video["status"] == SCORED]
         # the EF first (the last job's pictures cleared), then the pictures of the first video scored
-        yield {**self.cleared(""), self.summary: summary_html(rows), self.memory: state,
+        yield {**self.cleared(""), self.memory: state, self.summary: summary_html(rows, self.scorer.reference is None),
                self.csv_file: write_csv(rows, state["folder"]),
                self.video_pick: gr.update(choices=[(state["videos"][k]["name"], k) for k in good],
                                           value=good[0] if good else None)}

@@ -25,12 +25,12 @@ from datasets.clips import default_clip_stride
 from datasets.sources.any_video import expand_inputs, parse_crop
 from models.settings import conflict
 from scoring.archive_clips import FAILED, SCORED, SKIPPED
-from scoring.familiarity import content_identity, familiarity_row, find_reference
+from scoring.familiarity import add_reference_arg, content_identity
 from scoring.options import add_scoring_args, result_settings
 from scoring.rank_sync import RankSync
 from scoring.results_stream import ResultFiles, check_settings, read_rows, write_settings
-from scoring.rows import CLIP_COLUMNS, CSV_COLUMNS, csv_row
-from scoring.scorer import PREVIEW_FRAMES, embed_videos, load_scorer, video_clips
+from scoring.rows import CLIP_COLUMNS, CSV_COLUMNS
+from scoring.scorer import PREVIEW_FRAMES, load_scorer, run_reference, scored_rows, video_clips
 from scoring.studies import write_studies
 from scoring.study_objects import decodable_syntaxes
 from utils.engine.amp import amp_dtype
@@ -60,9 +60,7 @@ def parse_option(argv=None):
     [workers] = [a for a in parser._actions if a.dest == "num_workers"]
     workers.help = "data-loader worker processes (None: the CPUs this process may use, shared by the processes " \
                    "of a machine under torchrun)"
-    parser.add_argument("--reference", type=str, default=None, metavar="FILE",
-                        help="familiarity reference (python -m scoring.reference); default: <checkpoint>.reference.npz "
-                             "beside the checkpoint when there is one; none: no distance columns")
+    add_reference_arg(parser)
     parser.add_argument("--plot", type=str, default=None, metavar="DIR",
                         help="also save one PNG per video: EF per clip along the video over a few frames")
     return parser.parse_args(argv)
@@ -158,9 +156,7 @@ def score_part(opt, scorer, dist, paths, files, log, common):
     rows, clip_rows = files.open(dist.rank)
     dataset = video_clips(opt, paths, preview=PREVIEW_FRAMES if opt.plot else 0)
     with rows, clip_rows:
-        for item, clip_ef, clip_embeddings in embed_videos(opt, model, regressor, dataset, dist.device, amp):
-            row = csv_row(item, clip_ef)
-            row.update(familiarity_row(reference, row["status"], clip_embeddings))
+        for item, clip_ef, row in scored_rows(opt, model, regressor, dataset, dist.device, amp, reference):
             counts[row["status"]] += 1
             log_video(log, f"[{sum(counts.values())}/{len(paths)}]", item, clip_ef)
             starts = item["starts"].numpy()
@@ -197,7 +193,7 @@ def main(argv=None):
     sync = RankSync(dist)
     videos = sync.from_main(lambda: [str(v) for v in expand_inputs(opt.inputs)])
     model, regressor, weights = load_scorer(opt, dist.device)
-    reference, reference_notes = find_reference(opt.reference, weights.path, (opt.frames, opt.frequency))
+    reference, reference_notes = run_reference(opt, weights)
     # a resumed run keeps rows only when their distances come from the same reference
     opt.familiarity_reference = content_identity(reference.path) if reference else None
     files = ResultFiles(opt.output, CSV_COLUMNS, CLIP_COLUMNS)

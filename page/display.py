@@ -1,14 +1,18 @@
 """What the page writes about each file, built from the file's CSV row (scoring.rows.csv_row), so a column added
 there shows here once it is known below: the EF with its range, or why the file was skipped or failed; where
-the crop came from (`crop_source`); the familiarity check (`unfamiliar`, `distance`, `ef_knn`) beside the EF.
-A column a row lacks is left out of the text."""
+the crop came from (`crop_source`); the familiarity check (`unfamiliar`, `distance`, `ef_knn`) beside the EF,
+or once in the summary why it is off (`NO_REFERENCE`). A column a row lacks is left out of the text."""
 import html
 import math
 
 from scoring.archive_clips import SCORED, SKIPPED
+from scoring.familiarity import THRESHOLD_QUANTILE
 
-UNFAMILIAR = ("unfamiliar: this loop lies farther from the training videos than any validation video did — an "
-              "unfamiliar video, not a judgement of image quality")
+# what the flag means (scoring.familiarity: distance above the validation videos' 99th percentile) and does not
+UNFAMILIAR = (f"unfamiliar: this loop lies farther from the training videos than {THRESHOLD_QUANTILE * 100:g} % of "
+              "the validation videos did — an unfamiliar video, not a judgement of image quality or a diagnosis")
+NO_REFERENCE = ("No familiarity check: the page runs without a familiarity reference of its model (its log says "
+                "why), so distance, unfamiliar and ef_knn are empty.")
 CROP_SOURCES = {"region": "from the DICOM's ultrasound region", "auto": "found from the moving sector",
                 "given": "as given", "none": "the whole frame"}
 
@@ -75,5 +79,8 @@ def row_html(row) -> str:
             f'<div class="ef-meta">{html.escape(meta_text(row))}</div><div class="ef-notes">{notes}</div></div>')
 
 
-def summary_html(rows) -> str:
-    return '<div id="ef-rows">' + "".join(row_html(row) for row in rows) + "</div>"
+def summary_html(rows, familiarity_off=False) -> str:
+    """Every row; with `familiarity_off` (no reference) and a file scored, one note why its columns are empty."""
+    note = familiarity_off and any(row["status"] == SCORED for row in rows)
+    return ('<div id="ef-rows">' + "".join(row_html(row) for row in rows) + "</div>"
+            + (f'<div class="ef-notes" id="familiarity-off">{html.escape(NO_REFERENCE)}</div>' if note else ""))

@@ -134,6 +134,13 @@ def load_reference(path) -> Reference:
     return Reference(embeddings, ef, arrays["val_distances"].astype(np.float64), meta, path)
 
 
+def add_reference_arg(parser):
+    """--reference FILE|none, of predict.py and the page."""
+    parser.add_argument("--reference", type=str, default=None, metavar="FILE",
+                        help="familiarity reference (python -m scoring.reference); default: <checkpoint>.reference.npz "
+                             "beside the checkpoint when there is one; none: no distance columns")
+
+
 def find_reference(choice, checkpoint, clip=None):
     """(Reference or None, [(log level, line)]) for predict.py and the page: `choice` None looks beside the
     checkpoint file, 'none' disables, anything else is the reference file. No reference beside the checkpoint,

@@ -1,5 +1,6 @@
-"""The one scoring path of predict.py and the web page: the model of a checkpoint (`load_scorer`), the clips of
-files (`video_clips`), their EFs (`score_videos`) and their embeddings (`embed_videos`)."""
+"""The one scoring path of predict.py and the web page: the model of a checkpoint (`load_scorer`), its familiarity
+reference (`run_reference`), the clips of files (`video_clips`), their EFs and embeddings (`embed_videos`) and
+their CSV rows with the familiarity cells (`scored_rows`)."""
 import os
 
 import numpy as np
@@ -12,6 +13,8 @@ from utils.engine.loaders import video_loader
 from utils.evaluation.inference import InferenceSettings, infer_videos
 
 from .archive_clips import ArchiveClips, ShortLoopSettings
+from .familiarity import familiarity_row, find_reference
+from .rows import csv_row
 
 PREVIEW_FRAMES = 4  # frames shown under the EF curve of predict.py --plot and of the page
 
@@ -30,6 +33,12 @@ def load_scorer(opt, device):
     fill_options(opt, weights)
     model, regressor, weights = build_model(opt.model, weights, depthwise=opt.depthwise)
     return place_model(model, device, opt.channels_last), place_model(regressor, device), weights
+
+
+def run_reference(opt, weights):
+    """(Reference or None, [(log level, line)]) of this run: opt.reference (--reference FILE|none), by default the
+    file beside the checkpoint as read (weights.path: the downloaded file of hf://), checked against its clips."""
+    return find_reference(opt.reference, weights.path, (opt.frames, opt.frequency))
 
 
 def video_clips(opt, paths, preview=0):
@@ -53,8 +62,10 @@ def embed_videos(opt, model, regressor, dataset, device, amp):
         yield item, clip_ef.astype(np.float64), embeddings
 
 
-def score_videos(opt, model, regressor, dataset, device, amp):
-    """(item, clip EF float64 [n_clips]) of every video of `dataset`, in order (embed_videos without the
-    embeddings)."""
-    for item, clip_ef, _ in embed_videos(opt, model, regressor, dataset, device, amp):
-        yield item, clip_ef
+def scored_rows(opt, model, regressor, dataset, device, amp, reference):
+    """(item, clip EF float64 [n_clips], CSV row) of every video of `dataset`, in order: the row of
+    scoring.rows.csv_row with the familiarity cells of `reference` (none without one)."""
+    for item, clip_ef, clip_embeddings in embed_videos(opt, model, regressor, dataset, device, amp):
+        row = csv_row(item, clip_ef)
+        row.update(familiarity_row(reference, row["status"], clip_embeddings))
+        yield item, clip_ef, row

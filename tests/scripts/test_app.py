@@ -3,12 +3,15 @@
 One server for the module (a tiny seeded UniFormer on 8-frame clips, a temporary folder of its own as TMPDIR)
 and one browser. Uploads: a 640x480 MP4 screen recording with text and a border, a DICOM that carries a patient
 name, and a real EchoNet video when ../shared holds the samples; the page's EF, the CSV it offers and the crop
-must be predict.py's for the same files and options. Then bad files (corrupt, a still image DICOM, a text
+must be predict.py's for the same files and options, the familiarity columns too (a reference made here beside
+the checkpoint: its ef_knn and flag shown beside the EF). Then bad files (corrupt, a still image DICOM, a text
 file), each its one line on the page, and the example button right after; the server stops on SIGTERM with no
-file left and no lookup or connection off the machine. These are skipped only without a browser; the options
-and the EF ranges are tested without one.
+file left and no lookup or connection off the machine. These are skipped only without a browser; the options,
+the EF ranges and the page's rows against predict.py's (with a reference and without) are tested without one.
 """
 import csv
+import html
+import importlib
 import io
 import os
 import shutil
@@ -27,6 +30,10 @@ import app
 import predict
 from conftest import REPO_ROOT, SAMPLES, free_port, write_dicom, write_screen_recording
 from models import get_feature_extractor, get_shallow_mlp_head
+from page.display import NO_REFERENCE, UNFAMILIAR
+from page.jobs import SessionJobs
+from scoring import reference as reference_command
+from scoring.familiarity import load_reference, reference_path
 from scoring.rows import CSV_COLUMNS
 from utils.files.checkpoint import save_best
 from utils.script.errors import BadInputError
@@ -81,9 +88,18 @@ def checkpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def server(checkpoint, tmp_path_factory):
+def reference(checkpoint, echonet):
+    """The checkpoint's familiarity reference, beside it (python -m scoring.reference on the synthetic EchoNet
+    folder, clips as MODEL's), where the page and predict.py look by default."""
+    assert reference_command.main(["--pretrained_weights", str(checkpoint), "--data_folder", str(echonet), *MODEL,
+                                   "--clip_stride", "64", "--num_workers", "0"]) == 0
+    return load_reference(reference_path(checkpoint))
+
+
+@pytest.fixture(scope="module")
+def server(checkpoint, reference, tmp_path_factory):
     """app.py on a free port, started here and waited for by `open_page` (it starts while the rest is set up);
-    its TMPDIR is a folder of the test's, to see it left empty."""
+    its TMPDIR is a folder of the test's, to see it left empty; the checkpoint's reference beside it."""
     root = tmp_path_factory.mktemp("app")
     scratch = root / "tmp"
     scratch.mkdir()
@@ -197,7 +213,7 @@ def scored(server, browser, videos, checkpoint, tmp_path_factory):
 
 
 @needs_browser
-def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, videos, scored, tmp_path):
+def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, videos, scored, reference, tmp_path):
     names = [os.path.basename(p) for p in videos["good"]]
     assert sorted(scored["rows"]) == sorted(names)  # one row per file
     table = scored["predict"]
@@ -207,6 +223,11 @@ def test_the_page_shows_predict_pys_ef_crop_curve_and_grad_cam(server, browser, 
         shown = scored["rows"][name]
         assert f"{ef:.1f} ± {sd:.1f} %" in shown, (name, shown)
         assert f"{row['n_clips']} clip(s)" in shown and ("normal" in shown or "reduced" in shown)
+        # beside the EF: the nearest training videos' EF, and the flag where predict.py's row has it
+        assert f"EF of the nearest training videos {float(row['ef_knn']):.1f} %" in shown, (name, shown)
+        assert (UNFAMILIAR in shown) == (row["unfamiliar"] == "1"), (name, shown)
+        assert row["unfamiliar"] == str(int(float(row["distance"]) > np.quantile(reference.val_distances, 0.99)))
+    assert "1" in set(table["unfamiliar"]) and NO_REFERENCE not in browser.find_element(By.ID, "summary").text
     # the CSV offered is predict.py's, the file's path and time aside (the page has only a copy of each upload)
     page = list(csv.reader(io.StringIO(scored["page_csv"])))
     mine = list(csv.reader(io.StringIO(scored["predict_csv"])))
@@ -262,19 +283,61 @@ def test_bad_files_show_their_error_and_the_page_goes_on(server, browser, videos
     rows = submit(browser, button="example")  # the server is still up and scores the next file
     (name, row), = rows.items()
     assert name.startswith("synthetic_ef") and name.endswith(".avi") and " %" in row.text
+    assert "EF of the nearest training videos" in row.text  # the example is checked for familiarity too
     wait(browser, lambda: loaded(browser, "#cam-video video"), "the example's Grad-CAM")
 
 
 @needs_browser
-def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored):
+def test_the_server_stops_on_sigterm_and_leaves_no_file(server, browser, scored, reference):
     browser.get("about:blank")  # no open connection for the server to wait for
     process = server["process"]
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 0
     log = server["log"].read_text()
     assert "Traceback" not in log and PATIENT not in log and "12345" not in log
+    assert log.count(f"familiarity: {reference.path} (") == 1  # the reference found beside the checkpoint, said once
     assert list(server["scratch"].iterdir()) == []  # uploads, pictures, CSVs, the example: all removed
     assert server["outside"].read_text() == ""  # no analytics, no version check, nothing off this machine
+
+
+def test_the_pages_rows_are_predict_pys_with_the_familiarity_columns(checkpoint, reference, videos, tmp_path,
+                                                                     capsys):
+    """The page's own scoring (app.score_files) and predict.main on the same files, checkpoint and --reference
+    FILE: the same rows, distance, unfamiliar and ef_knn included; the page's log names the reference once."""
+    paths = videos["good"][:2]  # the screen recording and the DICOM
+    given = ["--pretrained_weights", str(checkpoint), *MODEL, "--reference", reference.path]
+    out = tmp_path / "ef.csv"
+    assert predict.main([*given, "--num_workers", "0", "--output", str(out), *paths]) == 0
+    capsys.readouterr()
+    scorer = app.Scorer(app.parse_option(given))
+    assert capsys.readouterr().out.count(f"familiarity: {reference.path} (") == 1
+    _, rows, _ = app.score_files(scorer, paths, "auto", lambda *args, **kwargs: None)
+    theirs = pd.read_csv(out, dtype=str, keep_default_na=False).set_index("file").loc[paths].reset_index()
+    threshold = np.quantile(reference.val_distances, 0.99)  # the flag's definition, from the reference's numbers
+    assert [row["file"] for row in rows] == [os.path.basename(p) for p in paths]
+    for row, (_, their) in zip(rows, theirs.iterrows()):
+        assert row["status"] == their["status"] == "scored"
+        for column in ("ef", "ef_std", "distance", "ef_knn"):  # the CSV keeps 5 decimals
+            assert row[column] == pytest.approx(float(their[column]), abs=1e-5), column
+        assert row["unfamiliar"] == int(their["unfamiliar"]) == int(row["distance"] > threshold)
+    # the CSV the page offers: predict.py's cells, the file's path and time aside
+    page = pd.read_csv(app.write_csv(rows, tmp_path), dtype=str, keep_default_na=False)
+    same = [column for column in CSV_COLUMNS if column not in ("file", "file_mtime_ns")]
+    assert page[same].equals(theirs[same]) and set(page["distance"]) != {""}
+
+
+def test_without_a_reference_the_page_says_once_why_its_columns_are_empty(checkpoint, reference, videos, tmp_path,
+                                                                         capsys, monkeypatch):
+    scorer = app.Scorer(app.parse_option(["--pretrained_weights", str(checkpoint), *MODEL, "--reference", "none"]))
+    assert capsys.readouterr().out.count("familiarity: off (--reference none); distance, unfamiliar, ef_knn stay "
+                                         "empty") == 1
+    monkeypatch.setattr(app, "gr", importlib.import_module("gradio"))  # as main() does
+    page = app.Page(scorer, SessionJobs(tmp_path / "jobs"), example=None)
+    # the page's handler: its first answer is the summary of the EFs
+    summary = next(page.on_score(videos["good"][:1], "auto", "session", lambda *args, **kwargs: None))[page.summary]
+    assert "screen.mp4" in summary and " %" in summary and "EF of the nearest" not in summary
+    assert summary.count(html.escape(NO_REFERENCE)) == 1
+    assert capsys.readouterr().out.count("familiarity") == 0  # the log said it once, at the start
 
 
 def test_options_safe_defaults_and_the_demo_model(checkpoint, monkeypatch):
