@@ -254,6 +254,7 @@ def test_no_patient_data_in_outputs_or_logs(reference):
 
 # ---------------------------------------------------------------- kill, resume, torchrun
 
+@pytest.mark.slow  # two processes / servers: .ci/run runs it after the main suite
 def test_sigkilled_run_resumed_by_two_torchrun_processes_writes_the_one_process_csv(reference, archive,
                                                                                       checkpoint, tmp_path):
     """A run SIGKILLed at a random row leaves complete rows only; `--resume` under torchrun (2 gloo processes)

@@ -177,6 +177,7 @@ def score_at_once(apis, names, uploads):
     return [scored(job) for job in jobs]
 
 
+@pytest.mark.slow  # two processes / servers: .ci/run runs it after the main suite
 def test_two_sessions_keep_their_own_results_and_a_full_page_refuses_a_third(server, uploads, tmp_path):
     wait_for(lambda: job_folders(server) == [], "the earlier sessions' folders removed")
     a, b = client(server, tmp_path / "a"), client(server, tmp_path / "b")

@@ -56,6 +56,7 @@ def worker(out_dir: Path) -> None:
     distributed.cleanup()
 
 
+@pytest.mark.slow  # two processes / servers: .ci/run runs it after the main suite
 def test_two_gloo_processes_match_one_process_on_the_global_batch(tmp_path):
     base_env = {k: v for k, v in os.environ.items() if k not in TORCHRUN_VARS}
     base_env.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(free_port()), OMP_NUM_THREADS="1",

@@ -31,6 +31,7 @@ def score(data_folder):
     return dist, metrics, result
 
 
+@pytest.mark.slow  # two processes / servers: .ci/run runs it after the main suite
 def test_two_processes_match_one(tmp_path):
     data = tmp_path / "data"
     make_synthetic_echonet(data, n=11, seed=2)  # odd count: ranks get unequal shares
