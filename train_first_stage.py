@@ -15,13 +15,13 @@ import torch
 from datasets import EchoNetFixedClips, EchoNetRNC
 from losses import RnCLoss
 from models import get_feature_extractor, get_shallow_mlp_head, place_model
+from models.options import training_parser
+from models.settings import training_settings
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
 from utils.engine.distributed import all_gather_with_grad, broadcast_buffers, wrap_ddp
 from utils.engine.seed import set_seed
 from utils.evaluation.metrics import format_metrics
 from utils.script.cli import run_main
-from models.options import training_parser
-from models.settings import training_settings
 from utils.training.report import final_report
 from utils.training.resume import resume
 from utils.training.run import Run

@@ -11,14 +11,14 @@ import torch
 
 from datasets import EchoNet, EchoNetFixedClips
 from models import build_model, place_model
+from models.options import training_parser
+from models.settings import training_settings
 from scoring.reference import write_reference
 from utils.engine.amp import autocast, prepare_batch
 from utils.engine.distributed import broadcast_buffers, wrap_ddp
 from utils.engine.seed import set_seed
 from utils.evaluation.metrics import format_metrics
 from utils.script.cli import run_main
-from models.options import training_parser
-from models.settings import training_settings
 from utils.training.report import final_report
 from utils.training.resume import resume
 from utils.training.run import Run
