@@ -9,8 +9,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from datasets.transfer import TrainClips, VideoClips, digest, file_identity
+from datasets.clips import MEAN, STD
+from datasets.transfer import CAMUS_MEAN, CAMUS_STD, TrainClips, VideoClips, digest, file_identity
 from models import get_shallow_mlp_head, place_model
+from models.settings import training_settings
 from utils.engine.amp import autocast, grad_scaler, prepare_batch
 from utils.engine.distributed import barrier, broadcast_buffers, wrap_ddp
 from utils.engine.seed import set_seed
@@ -108,8 +110,12 @@ def finetune_setup(exp, checkpoint, run, train_set):
     optimizer = torch.optim.AdamW([p for p in list(model.parameters()) + list(head.parameters()) if p.requires_grad],
                                   lr=opt.learning_rate, weight_decay=opt.weight_decay)
     scaler = grad_scaler(run.device, run.amp)
+    camus = exp.clip_spec.normalisation == "camus"
+    # what the fold's checkpoints say of themselves, as a training stage's do (models.settings)
+    settings = training_settings(opt, stage="finetune", mean=[CAMUS_MEAN] * 3 if camus else MEAN,
+                                 std=[CAMUS_STD] * 3 if camus else STD, task=exp.task, dataset=opt.dataset)
     saver = CheckpointSaver(run, model, head, {"optimizer": optimizer}, scaler,
-                            error_name="MAE" if regression else "cross-entropy")
+                            error_name="MAE" if regression else "cross-entropy", settings=settings)
     resumed = resume(run, saver, "auto" if opt.resume else None)
     return wrap_ddp(model, run.dist), wrap_ddp(head, run.dist), optimizer, scaler, saver, resumed
 

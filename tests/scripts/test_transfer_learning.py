@@ -257,7 +257,12 @@ def test_finetune_writes_resumable_fold_checkpoints(tmp_path, monkeypatch):
         last = load_checkpoint(folder / "last.pth")
         assert last["epoch"] == 0 and last["resume"]["stage"] == "finetune" and "optimizer" in last["resume"]
         assert last["model"]["head.weight"].shape == (1, 128) and last["regressor"]["6.weight"].shape == (1, 128)
-        assert load_checkpoint(folder / "best.pth")["epoch"] == 0
+        best = load_checkpoint(folder / "best.pth")
+        assert best["epoch"] == 0
+        # the fold's checkpoints say what they are (issue 30): CAMUS fine-tuning's released normalisation
+        assert {k: best["settings"][k] for k in ("stage", "task", "dataset", "mean", "std")} == {
+            "stage": "finetune", "task": "regression", "dataset": "camus",
+            "mean": [40.94405] * 3, "std": [54.723774] * 3}
         done = json.loads((folder / "fold_result.json").read_text())
         assert done["epochs"] == 1 and len(done["outputs"]) == 4  # 2 test patients x 2 views
     assert np.isfinite(first["checkpoints"][0]["mean"]["mae"])
