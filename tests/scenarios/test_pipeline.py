@@ -1,5 +1,6 @@
 """The three scripts end to end on the synthetic EchoNet folder (CPU, tiny UniFormer): released outputs,
 the learning-rate step, stage-2 resume, the decoded-video cache and the three-clip result files."""
+import hashlib
 import json
 import os
 import pickle
@@ -32,6 +33,11 @@ def stage1(echonet, tmp_path_factory):
                             "--run_name", "s1", "--batch_size", "4", "--epochs", "1", "--learning_rate", "1e-3",
                             "--lr_step_epoch", "1", "--lr_decay_rate", "0.1", "--aug", "--temp", "1.0"])
     return save_root / "s1"
+
+
+def reference_distances(run):
+    with np.load(run / "best.pth.reference.npz", allow_pickle=False) as reference:
+        return reference["val_distances"]
 
 
 def stage2_args(echonet, stage1, save_root, run_name, epochs, *extra):
@@ -102,6 +108,19 @@ def test_stage2_trains_only_the_regressor(stage1, echonet, tmp_path):
     assert after["resume"]["best_error"] < float("inf")
     released = json.loads((FIXTURES / "coreecho_checkpoint_keys.json").read_text())
     assert set(released["last_pth"]["opt_attributes_second_stage"]) <= set(vars(after["opt"]))
+
+    # best.pth's familiarity reference beside it (issue 28): every train video with its FileList EF, tied to
+    # the bytes of this best.pth
+    with np.load(tmp_path / "s2" / "best.pth.reference.npz", allow_pickle=False) as reference:
+        meta = json.loads(str(reference["meta"]))
+        filelist = pd.read_csv(echonet / "FileList.csv")
+        train = filelist[filelist["Split"].str.upper() == "TRAIN"]
+        assert reference["ef"].tolist() == pytest.approx(list(train["EF"]))
+        assert reference["embeddings"].shape == (len(train), 128)  # uniformer_tiny's embedding width
+        assert len(reference["val_distances"]) == (filelist["Split"].str.upper() == "VAL").sum()
+    best_bytes = (tmp_path / "s2" / "best.pth").read_bytes()
+    assert meta["checkpoint"] == "sha256:" + hashlib.sha256(best_bytes).hexdigest()
+    assert meta["threshold"] == pytest.approx(np.quantile(reference_distances(tmp_path / "s2"), 0.99))
 
     # Stopped after epoch 0 and resumed: the same regressor as the uninterrupted run.
     train_second_stage.main(stage2_args(echonet, stage1, tmp_path, "s2r", 0))
