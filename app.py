@@ -197,7 +197,7 @@ class Page:
         gr.Markdown(DISCLAIMER, elem_id="disclaimer")
         with gr.Row():
             with gr.Column(scale=1):
-                self.files = gr.File(label="Echo video(s): AVI, MP4, MOV, MKV or DICOM", file_count="multiple",
+                self.files = gr.File(label="Echo video(s): AVI, MP4, MOV, MKV, GIF or DICOM", file_count="multiple",
                                      type="filepath", elem_id="upload")
                 self.crop = gr.Textbox(value=self.scorer.opt.crop, label="Crop", elem_id="crop",
                                        info="auto (the moving sector), none, or x,y,w,h in pixels (predict.py --crop)")

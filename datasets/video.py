@@ -21,7 +21,7 @@ import numpy as np
 
 from utils.script.errors import BadInputError, MissingInputError
 
-VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv")  # the video files every reader of the project lists
+VIDEO_EXTENSIONS = (".avi", ".mp4", ".mov", ".mkv", ".gif")  # the video files every reader of the project lists
 SIZE = 112  # EchoNet-Dynamic frames are 112x112
 
 

@@ -42,8 +42,7 @@ BLUR_FRACTION = 0.01  # blur side / frame side: fills speckle holes in the motio
 OPEN_FRACTION = 0.02  # opening side / frame side: removes moving lines thinner than this
 MIN_SECTOR_FRACTION = 0.01  # a sector covers at least this part of the frame
 # a folder or glob also lists GIFs (OpenCV reads them; echo datasets are shared as GIFs too)
-LISTED_EXTENSIONS = (*VIDEO_EXTENSIONS, ".gif")
-LISTED_TEXT = " ".join(LISTED_EXTENSIONS)
+LISTED_TEXT = " ".join(VIDEO_EXTENSIONS)
 
 Box = tuple[int, int, int, int]  # x, y, width, height in source pixels
 CropMode = Union[str, Box]
@@ -78,7 +77,7 @@ def _is_video_file(folder: str, name: str) -> bool:
     if name.startswith(".") or name.upper() == "DICOMDIR":  # hidden files, DICOM indexes
         return False
     suffix = os.path.splitext(name)[1].lower()
-    return suffix in LISTED_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(os.path.join(folder, name))
+    return suffix in VIDEO_EXTENSIONS or suffix in DICOM_EXTENSIONS or is_dicom_file(os.path.join(folder, name))
 
 
 def _looks_like_video(path: Path) -> bool:
