@@ -15,15 +15,14 @@ from models.options import training_parser
 from models.settings import training_settings
 from scoring.reference import write_reference
 from utils.engine.amp import autocast, prepare_batch
-from utils.engine.distributed import broadcast_buffers, wrap_ddp
+from utils.engine.distributed import wrap_ddp
 from utils.engine.seed import set_seed
-from utils.evaluation.metrics import format_metrics
 from utils.script.cli import run_main
 from utils.training.report import final_report
 from utils.training.resume import resume
 from utils.training.run import Run
 from utils.training.saver import CheckpointSaver
-from utils.training.validation import released_names, report_epoch, validate, wandb_epoch
+from utils.training.validation import validate_and_save
 
 
 def main(argv=None):
@@ -85,14 +84,7 @@ def main(argv=None):
             meter.update(clips=len(labels) * run.dist.world_size, L1=loss_value)
             run.step_done(meter, saver, opt.save_every_steps)  # the log line; a SIGTERM saves and stops
 
-        # validate (every rank the model the checkpoints keep), then best.pth (ties -> the later epoch), last.pth
-        broadcast_buffers(model, regressor)
-        validation = metrics, _, _ = validate(run, model, regressor, val_set, f"val {epoch}")
-        saver.save_best(epoch, metrics["mae"], metrics)  # when it is the best
-        ordering = report_epoch(run, saver, meter, opt.epochs, validation, format_metrics(metrics))
-        saver.save_last(epoch)
-        wandb_epoch(run, meter, validation, ordering, released_names(metrics))
-        run.end_epoch()
+        validate_and_save(run, saver, meter, model, regressor, val_set)  # best.pth when best, last.pth
 
     final_report(run, saver, model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
     if run.is_main:  # best.pth's familiarity reference beside it, for predict.py (scoring.reference)

@@ -157,8 +157,7 @@ def train_fold(exp, checkpoint, run, train_set, val_set):
         text = "  ".join(f"{key} {value:.4g}" for key, value in metrics.items()
                          if isinstance(value, (int, float)) and key != "error")
         report_epoch(run, saver, meter, opt.epochs - 1, validation, text)
-        saver.save_last(epoch)
-        run.end_epoch()
+        run.end_epoch(saver, epoch)  # last.pth; a SIGTERM during validation stops here
     best = load_checkpoint(run.path("best.pth"))
     load_state_dict_strict(model, best["model"], "model", run.path("best.pth"))
     load_state_dict_strict(head, best["regressor"], "regressor", run.path("best.pth"))

@@ -16,6 +16,7 @@ import train_first_stage
 from conftest import REPO_ROOT, TINY, free_port
 from utils.engine.distributed import init_distributed
 from utils.training import report
+from utils.training import validation as training_validation
 from utils.training.validation import validate
 from utils.script import cli
 from utils.engine.loaders import ResumableSampler, batches, make_loader
@@ -190,7 +191,7 @@ def test_sigterm_during_validation_and_during_the_final_report_stops_cleanly_and
         validated.update(weights(model, regressor))
         return validate(run, model, regressor, dataset, desc)
 
-    monkeypatch.setattr(train_first_stage, "validate", terminated_while_validating)
+    monkeypatch.setattr(training_validation, "validate", terminated_while_validating)
     assert stage1_main(argv) == 143
     assert capsys.readouterr().err == ("SIGTERM: interrupted at epoch 0, step 5/5; last.pth holds epoch 0; "
                                        "rerun with --resume\n")

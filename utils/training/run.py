@@ -112,8 +112,9 @@ class Run:
         if stop:
             raise Interrupted(signal.SIGTERM)
 
-    def end_epoch(self):
-        """After last.pth of the epoch: a SIGTERM that came during validation stops the run here."""
+    def end_epoch(self, saver, epoch):
+        """The epoch's last.pth; then a SIGTERM that came during validation stops the run here."""
+        saver.save_last(epoch)
         if stop_asked(self.dist):
             raise Interrupted(signal.SIGTERM)
         defer_sigterm(False)
