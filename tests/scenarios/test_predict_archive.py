@@ -34,6 +34,7 @@ from pydicom.uid import JPEGLSLossless, RLELossless, UltrasoundImageStorage, gen
 import predict
 from conftest import REPO_ROOT, free_port, write_dicom, write_tiny_checkpoint
 from scoring.familiarity import content_identity, reference_path, save_reference
+from scoring import scorer
 from scoring.scorer import embed_videos, load_scorer, video_clips
 from scoring.rows import CSV_COLUMNS
 from utils.script.cli import run_main
@@ -291,7 +292,7 @@ def test_sigkilled_run_resumed_by_two_torchrun_processes_writes_the_one_process_
 
 
 def test_ctrl_c_says_how_many_are_done_and_how_to_resume(archive, checkpoint, tmp_path, monkeypatch, capsys):
-    csv_row, calls = predict.csv_row, []
+    csv_row, calls = scorer.csv_row, []
 
     def interrupted_after_five(item, clip_ef):
         calls.append(item["path"])
@@ -299,7 +300,7 @@ def test_ctrl_c_says_how_many_are_done_and_how_to_resume(archive, checkpoint, tm
             raise KeyboardInterrupt
         return csv_row(item, clip_ef)
 
-    monkeypatch.setattr(predict, "csv_row", interrupted_after_five)
+    monkeypatch.setattr(scorer, "csv_row", interrupted_after_five)  # the row of each file, as it finishes
     out = tmp_path / "ef.csv"
     args = ["--pretrained_weights", str(checkpoint), *ARGS, "--output", str(out), str(archive / "STUDY001")]
     with pytest.raises(SystemExit) as stop:
@@ -344,5 +345,5 @@ def test_readme_archive_commands_parse():
     for command in commands:
         words = shlex.split(command)
         opt = predict.parse_option(words[words.index("predict.py") + 1:])
-        assert (opt.output, opt.amp, opt.model, opt.inputs) == ("results/ef.csv", "bf16", "uniformer_small",
-                                                               ["/data/echo_export"])
+        # no --model: the checkpoint says it (issue 30)
+        assert (opt.output, opt.amp, opt.model, opt.inputs) == ("results/ef.csv", "bf16", None, ["/data/echo_export"])
