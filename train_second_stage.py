@@ -87,7 +87,7 @@ def main(argv=None):
         validate_and_save(run, saver, meter, model, regressor, val_set)  # best.pth when best, last.pth
 
     final_report(run, saver, model, regressor, {"test": test_set, "val": val_set, "train": fixed_clips("train")})
-    if run.is_main:  # best.pth's familiarity reference beside it, for predict.py (scoring.reference)
+    if run.is_main and opt.reference == "auto":  # best.pth's familiarity reference beside it (scoring.reference)
         write_reference(run.path("best.pth"), opt, run.device, run.log)
 
 

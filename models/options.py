@@ -93,4 +93,9 @@ def training_parser(stage):
         parser.add_argument("--lr_decay_rate", type=non_negative_float, default=0.1,
                             help="lr factor from --lr_step_epoch on")
         parser.add_argument("--lr_step_epoch", type=int, default=15, help="epoch of the lr drop (-1: never)")
+    else:
+        parser.add_argument("--reference", choices=("auto", "none"), default="auto",
+                            help="auto: at the end write best.pth's familiarity reference beside it "
+                                 "(best.pth.reference.npz, which predict.py and the page use; every train and val "
+                                 "video is scored once more); none: leave it out")
     return parser

@@ -123,8 +123,9 @@ def test_stage2_trains_only_the_regressor(stage1, echonet, tmp_path):
     assert meta["threshold"] == pytest.approx(np.quantile(reference_distances(tmp_path / "s2"), 0.99))
 
     # Stopped after epoch 0 and resumed: the same regressor as the uninterrupted run.
-    train_second_stage.main(stage2_args(echonet, stage1, tmp_path, "s2r", 0))
-    train_second_stage.main(stage2_args(echonet, stage1, tmp_path, "s2r", 1, "--resume"))
+    train_second_stage.main(stage2_args(echonet, stage1, tmp_path, "s2r", 0, "--reference", "none"))
+    train_second_stage.main(stage2_args(echonet, stage1, tmp_path, "s2r", 1, "--resume", "--reference", "none"))
+    assert not (tmp_path / "s2r" / "best.pth.reference.npz").exists()
     resumed = load_checkpoint(tmp_path / "s2r" / "last.pth")
     assert resumed["epoch"] == 1
     for key, value in after["regressor"].items():
