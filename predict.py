@@ -25,7 +25,7 @@ from datasets.clips import default_clip_stride
 from datasets.sources.any_video import expand_inputs, parse_crop
 from models.settings import conflict
 from scoring.archive_clips import FAILED, SCORED, SKIPPED
-from scoring.familiarity import add_reference_arg, content_identity
+from scoring.familiarity import add_reference_arg, content_identity, familiarity_note
 from scoring.options import add_scoring_args, result_settings
 from scoring.rank_sync import RankSync
 from scoring.results_stream import ResultFiles, check_settings, read_rows, write_settings
@@ -66,7 +66,7 @@ def parse_option(argv=None):
     return parser.parse_args(argv)
 
 
-def log_video(log, k, item, clip_ef):
+def log_video(log, k, item, clip_ef, row):
     path, status = item["path"], item["status"]
     if status == SKIPPED:
         log.info(f"{k} {path}: skipped: {item['error']}")
@@ -79,11 +79,12 @@ def log_video(log, k, item, clip_ef):
     fps, used = item["fps"], item["fps_used"]
     rate = (f"{fps:g} fps found" if fps else "no frame rate found") + \
         (f", {used:g} fps used" if used else ", frames used as they are")
-    log.info(f"{k} {path}: {rate}; crop {item['crop'] or 'none (already 112x112)'} ({item['crop_source']}); "
-             f"{item['n_frames']} frames, {len(clip_ef)} clip(s): EF {clip_ef.mean():.1f} % "
-             f"(clip SD {clip_ef.std():.1f})")
-    for note in item["notes"]:
-        log.info(f"    {note}")
+    crop = f"{item['crop']} ({item['crop_source']})" if item["crop"] else "none (already 112x112)"
+    log.info(f"{k} {path}: {rate}; crop {crop}; {item['n_frames']} frames, {len(clip_ef)} clip(s): "
+             f"EF {clip_ef.mean():.1f} % (clip SD {clip_ef.std():.1f})")
+    for note in [*item["notes"], familiarity_note(row)]:
+        if note:
+            log.info(f"    {note}")
 
 
 def log_settings(log, opt, weights, device, amp, n_videos):
@@ -158,7 +159,7 @@ def score_part(opt, scorer, dist, paths, files, log, common):
     with rows, clip_rows:
         for item, clip_ef, row in scored_rows(opt, model, regressor, dataset, dist.device, amp, reference):
             counts[row["status"]] += 1
-            log_video(log, f"[{sum(counts.values())}/{len(paths)}]", item, clip_ef)
+            log_video(log, f"[{sum(counts.values())}/{len(paths)}]", item, clip_ef, row)
             starts = item["starts"].numpy()
             for start, ef in zip(starts, clip_ef):
                 clip_rows.write({"file": item["path"], "clip_start": int(start), "ef": ef})
@@ -167,7 +168,8 @@ def score_part(opt, scorer, dist, paths, files, log, common):
                 from utils.pictures.plots import save_figure, video_ef_figure  # matplotlib: only with --plot
                 name = os.path.relpath(os.path.abspath(item["path"]), common).replace(os.sep, "__") + ".png"
                 save_figure(video_ef_figure(starts, clip_ef, item["preview"].numpy(), item["preview_indexes"].numpy(),
-                                            title=os.path.basename(item["path"])), os.path.join(opt.plot, name))
+                                            title=os.path.basename(item["path"]), note=familiarity_note(row)),
+                            os.path.join(opt.plot, name))
 
 
 def summarise(log, table, seconds, n_scored_now, files):

@@ -172,3 +172,13 @@ def familiarity_row(reference, status, clip_embeddings) -> dict:
     if reference is None or status != "scored" or not len(clip_embeddings):
         return {}
     return reference.columns(clip_embeddings)
+
+
+def familiarity_note(row) -> str | None:
+    """A --plot figure's note for a scored row with familiarity cells: ef_knn and the distance; the flag on a
+    second line when raised."""
+    if row.get("ef_knn") is None:
+        return None
+    flag = (f"\nUNFAMILIAR: farther than {THRESHOLD_QUANTILE * 100:g} % of the validation videos (not an image-quality "
+            "judgement)") if row.get("unfamiliar") == 1 else ""
+    return f"EF of the {K_NEIGHBOURS} nearest training videos {row['ef_knn']:.1f} %, distance {row['distance']:.3g}{flag}"

@@ -102,3 +102,13 @@ def test_reference_command_then_predict_give_the_val_videos_their_calibration_di
     assert rows["distance"].to_numpy() == pytest.approx(made.val_distances, abs=1e-5)  # 5 decimals in the CSV
     assert rows["unfamiliar"].tolist() == [int(d > made.threshold) for d in made.val_distances]
     assert "familiarity: " + str(reference_path(checkpoint)) in (tmp_path / "ef.log").read_text()
+
+
+def test_familiarity_note_on_a_plot_says_ef_knn_and_the_flag():
+    from scoring.familiarity import familiarity_note
+    assert familiarity_note({"status": "scored"}) is None  # no reference: nothing to say
+    assert familiarity_note({"ef_knn": 61.25, "distance": 0.4123, "unfamiliar": 0}) == \
+        "EF of the 5 nearest training videos 61.2 %, distance 0.412"
+    assert familiarity_note({"ef_knn": 70.0, "distance": 2.5, "unfamiliar": 1}) == (
+        "EF of the 5 nearest training videos 70.0 %, distance 2.5\n"
+        "UNFAMILIAR: farther than 99 % of the validation videos (not an image-quality judgement)")

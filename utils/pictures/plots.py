@@ -124,12 +124,13 @@ def checkpoint_embedding_figure(checkpoints):
     return fig
 
 
-def video_ef_figure(starts, clip_ef, frames, frame_indexes=None, title=None):
+def video_ef_figure(starts, clip_ef, frames, frame_indexes=None, title=None, note=None):
     """EF predicted for each clip of one video against the clip's first frame, with the mean as a dashed
     line, above a strip of a few frames of the video.
 
     `starts` [n_clips] and `clip_ef` [n_clips]; `frames` [k, H, W] or [k, H, W, 3] uint8 (about 4);
-    `frame_indexes` [k] the frames' numbers in the video, for their titles.
+    `frame_indexes` [k] the frames' numbers in the video, for their titles; `note`: a second title line (predict.py
+    puts the video's familiarity there).
     """
     starts = np.asarray(starts, dtype=float).reshape(-1)
     clip_ef = np.asarray(clip_ef, dtype=float).reshape(-1)
@@ -146,8 +147,8 @@ def video_ef_figure(starts, clip_ef, frames, frame_indexes=None, title=None):
     ax_ef.plot(starts[order], clip_ef[order], "o-", label="clip")
     ax_ef.axhline(mean, color="k", ls="--", lw=1, label=f"mean {mean:.1f} %")
     heading = f"EF per clip ({starts.size} clips, mean {mean:.1f} %)"
-    ax_ef.set(xlabel="clip start frame", ylabel="predicted EF (%)",
-              title=f"{title}: {heading}" if title else heading)
+    heading = f"{title}: {heading}" if title else heading
+    ax_ef.set(xlabel="clip start frame", ylabel="predicted EF (%)", title=f"{heading}\n{note}" if note else heading)
     ax_ef.legend(loc="best", fontsize=8)
     for k, frame in enumerate(frames):
         ax = fig.add_subplot(grid[1, k])

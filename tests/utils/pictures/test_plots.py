@@ -75,3 +75,5 @@ def test_video_ef_figure():
     assert [ax.get_title() for ax in fig.axes[1:]] == ["frame 0", "frame 60", "frame 120", "frame 180"]
     with pytest.raises(ValueError, match="one start per clip"):
         plots.video_ef_figure([0, 1], [50.0], frames)
+    noted = plots.video_ef_figure([0], [50.0], frames, title="a.avi", note="second line")
+    assert noted.axes[0].get_title() == "a.avi: EF per clip (1 clips, mean 50.0 %)\nsecond line"
