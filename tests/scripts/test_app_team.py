@@ -230,7 +230,6 @@ def test_in_chromium_the_login_then_the_ef_and_the_session_folders_go_with_the_t
         browser.find_element(By.ID, "score").click()
         row = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#ef-rows .ef-row .ef-value"), "the EF")
         assert row[0].text.endswith(" %") and len(job_folders(server)) == 1
-        browser.get("about:blank")  # the tab leaves the page: Gradio's unload event removes its job
-        wait_for(lambda: job_folders(server) == [], "the closed session's folder removed", timeout=60)
     finally:
-        browser.quit()
+        browser.quit()  # the browser closes the tab: its connection ends and Gradio's unload event removes the job
+    wait_for(lambda: job_folders(server) == [], "the closed session's folder removed", timeout=60)
