@@ -84,7 +84,9 @@ def server(checkpoint, tmp_path_factory):  # noqa: F811 - test_app's checkpoint 
                                 "--port", str(port), "--auth_file", str(root / "users.txt"), "--ssl_certfile",
                                 str(certificate), "--ssl_keyfile", str(key), "--jobs_per_session", "2",
                                 "--max_jobs", "3"], cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1"})
+                               env={**os.environ, "TMPDIR": str(scratch), "OMP_NUM_THREADS": "1",
+                                    # Gradio notices a closed tab at its next heartbeat (15 s by default)
+                                    "GRADIO_HEARTBEAT_INTERVAL": "0.5"})
     url = f"https://127.0.0.1:{port}/"
     deadline = time.time() + WAIT
     while True:
