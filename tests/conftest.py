@@ -19,6 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = REPO_ROOT.parent / "shared"
 SAMPLES = SHARED / "data" / "echonet_samples"  # nine real EchoNet-Dynamic videos (absent in a user's clone)
 OFFICIAL_STARTS = SHARED / "data" / "test_start_indexes.pkl"
+SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
 FIXTURES = Path(__file__).resolve().parent / "fixtures"  # JSON read from the official code
 sys.path.insert(0, str(REPO_ROOT))
 
@@ -89,6 +90,35 @@ def echonet(tmp_path_factory):
     root = tmp_path_factory.mktemp("echonet")
     make_synthetic_echonet(root, n=16, seed=0)
     return root
+
+
+@pytest.fixture(scope="session")
+def generated_samples(tmp_path_factory):
+    """The clean-clone twin of ../shared's EchoNet samples, in their layout: an EchoNet-format folder whose videos
+    are all in the TEST split, 112x112 grey MJPG AVIs at 50 fps (R and B decode up to 2 levels from G, as the
+    samples'), lengths 91-156 frames: some longer than a 36 x 4 clip's 141 frames, some shorter (zero-padded).
+    Shared: never modify."""
+    import pandas as pd
+    from datasets.synthetic.echonet import make_synthetic_echonet
+
+    root = make_synthetic_echonet(tmp_path_factory.mktemp("generated_samples"), n=6, seed=1, min_frames=90,
+                                  max_frames=160)
+    table = pd.read_csv(root / "FileList.csv")
+    table["Split"] = "TEST"
+    table.to_csv(root / "FileList.csv", index=False)
+    return root
+
+
+# The two sources of EchoNet sample videos: the real ones (skipped where ../shared is absent) and generated_samples.
+SAMPLE_SOURCES = [pytest.param("real", marks=pytest.mark.skipif(
+    not SAMPLE_VIDEOS, reason=f"EchoNet sample videos not found in {SAMPLES} (the [generated] twin runs)")),
+    "generated"]
+
+
+@pytest.fixture(scope="module", params=SAMPLE_SOURCES)
+def samples(request):
+    """An EchoNet-format folder of sample videos: ../shared's nine real ones, or their generated twin."""
+    return SAMPLES if request.param == "real" else request.getfixturevalue("generated_samples")
 
 
 @pytest.fixture

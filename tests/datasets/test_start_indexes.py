@@ -1,5 +1,6 @@
 """datasets/start_indexes.py: start-index files (pickles through a restricted unpickler, JSON, CSV) read with
-one-line errors naming the file and cell, and the official file on the real EchoNet samples."""
+one-line errors naming the file and cell, and the official file on the real EchoNet samples (../shared) with its
+generated twin: a pickle in the same layout on generated samples, run on a clean clone too."""
 import json
 import os
 import pickle
@@ -89,21 +90,54 @@ def test_restricted_unpickler_refuses_code(tmp_path, evil, refused):
     assert not target.exists()
 
 
-@pytest.mark.skipif(not (SAMPLES.is_dir() and OFFICIAL_STARTS.is_file()), reason="shared EchoNet samples absent")
-def test_official_start_indexes_on_real_samples(tmp_path):
-    official = load_start_indexes(OFFICIAL_STARTS)
-    assert len(official) == 1276 and official["0X10A28877E97DF540.avi"].tolist() == [6, 62, 35]
-    ds = EchoNetTest(SAMPLES, frames=36, frequency=4, path_test_start_indexes=OFFICIAL_STARTS)
-    cached = EchoNetTest(SAMPLES, frames=36, frequency=4, path_test_start_indexes=OFFICIAL_STARTS, cache_dir=tmp_path)
-    assert len(ds) == 9 and ds.n_clips == 3
+def official_layout_starts(samples, path):
+    """Starts for the generated samples, pickled in the official file's layout (protocol 4, {"<id>.avi":
+    int64 array of 3 starts}, with names of videos that are not in the folder too): 0, the middle and the last
+    start of a 36 x 4 clip (span 141) in the video zero-padded to 144 frames; -> {name: [starts]}."""
+    import pandas as pd
+
+    table = pd.read_csv(samples / "FileList.csv")
+    starts = {}
+    for name, n_frames in zip(table["FileName"], table["NumberOfFrames"]):
+        last = max(n_frames, 36 * 4) - (4 * 35 + 1)
+        starts[f"{name}.avi"] = [0, last // 2, last]
+    layout = {**{name: np.array(s, dtype=np.int64) for name, s in starts.items()},
+              "0XNOTINTHEFOLDER.avi": np.array([5, 7, 51], dtype=np.int64)}
+    path.write_bytes(pickle.dumps(layout, protocol=4))
+    return starts
+
+
+@pytest.mark.parametrize("source", [pytest.param("real", marks=pytest.mark.skipif(
+    not (SAMPLES.is_dir() and OFFICIAL_STARTS.is_file()), reason="shared EchoNet samples absent (the [generated] "
+                                                                  "twin runs)")), "generated"])
+def test_official_start_indexes_on_echonet_samples(tmp_path, source, request):
+    """The official start-index pickle on the nine real samples, and its twin: a pickle in the same layout on
+    generated samples (conftest's generated_samples). Each clip of EchoNetTest must be the reference clip
+    (OpenCV decode, zero padding, float64 normalisation) at the file's starts; the cache gives the same tensors."""
+    if source == "real":
+        samples, starts_file = SAMPLES, OFFICIAL_STARTS
+        official = load_start_indexes(OFFICIAL_STARTS)
+        assert len(official) == 1276 and official["0X10A28877E97DF540.avi"].tolist() == [6, 62, 35]
+        n_videos = 9
+    else:
+        samples, starts_file = request.getfixturevalue("generated_samples"), tmp_path / "test_start_indexes.pkl"
+        official = official_layout_starts(samples, starts_file)
+        assert {name: s.tolist() for name, s in load_start_indexes(starts_file).items()} == \
+            {**official, "0XNOTINTHEFOLDER.avi": [5, 7, 51]}
+        n_videos = 6
+    ds = EchoNetTest(samples, frames=36, frequency=4, path_test_start_indexes=starts_file)
+    cached = EchoNetTest(samples, frames=36, frequency=4, path_test_start_indexes=starts_file,
+                         cache_dir=tmp_path / "cache")
+    assert len(ds) == n_videos and ds.n_clips == 3
     reaches_padding = False
     for index in range(len(ds)):
         item = ds[index]
         name = item["name"]
-        assert item["starts"].tolist() == official[name].tolist()
-        decoded = reference_decode(SAMPLES / "Videos" / name)
-        for j, start in enumerate(official[name].tolist()):
+        assert item["starts"].tolist() == list(official[name])
+        decoded = reference_decode(samples / "Videos" / name)
+        for j, start in enumerate(list(official[name])):
             assert torch.allclose(item["image"][j], expected_clip(decoded, start, 36, 4), atol=1e-5)
             reaches_padding |= start + 4 * 35 >= len(decoded)
         assert torch.equal(cached[index]["image"], item["image"])  # the cache is bit-identical
-    assert reaches_padding  # 0X18BA5512BE5D6FFA (129 frames) and 0X129133A90A61A59D (133) are padded
+    # real: 0X18BA5512BE5D6FFA (129 frames) and 0X129133A90A61A59D (133) are padded; generated: 91 to 120 frames
+    assert reaches_padding

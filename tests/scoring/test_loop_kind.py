@@ -1,6 +1,7 @@
 """What kind of loop is it, before any model runs: ultrasound regions (the crop is the 2D tissue box, never the
 ECG strip; colour flow, spectral, M-mode, no 2D -> skipped), ImageType anatomy and mode bitmap (missing values
-decide nothing), colour flow in the pixels of any file (AVI), and the real vendor files in ../shared."""
+decide nothing), colour flow in the pixels of any file (AVI), and the real vendor files in ../shared, each beside
+a generated twin in its layout (palette colour, regions with a waveform region, ImageType; a dithered GIF)."""
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,8 @@ from scoring.archive_clips import SCORED, SKIPPED, ArchiveClips, ShortLoopSettin
 from scoring.study_objects import screen_dicom
 
 REAL = SHARED / "data" / "real_ultrasound"
-needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real ultrasound files not found in {REAL}")
+needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real ultrasound files not found in {REAL} (the [generated] "
+                                                           "twin runs)")
 RULES = ShortLoopSettings(min_frames=2, min_seconds=0)
 
 
@@ -121,34 +123,122 @@ def test_colour_flow_dicom_without_header_hints_is_skipped_by_its_pixels(tmp_pat
     assert item["status"] == SKIPPED and item["error"].startswith("colour Doppler in the pixels")
 
 
-# ---------------------------------------------------------------- real vendor files (../shared)
+# ---------------------------------------------------------------- real vendor files (../shared) and their twins
+# Each test runs on the real file (skipped without ../shared) and on a generated twin in the same layout (see
+# ../shared/data/real_ultrasound/README.md): photometric, bits, frames, size, ImageType, regions, palette tables.
+
+SOURCES = [pytest.param("real", marks=needs_real), "generated"]
 
 
-@needs_real
+def with_palette(path, entries, **tags):
+    """Add 16-bit grey palette tables of `entries` entries (descriptor [entries mod 65536, 0, 16], as the real
+    files') and `tags` (None deletes one, e.g. NumberOfFrames of a single-frame file)."""
+    import pydicom
+
+    ds = pydicom.dcmread(path)
+    if entries:
+        table = (np.arange(entries) * 65535 // (entries - 1)).astype(np.uint16)
+        for colour in ("Red", "Green", "Blue"):
+            ds.add_new(f"{colour}PaletteColorLookupTableDescriptor", "US", [entries % 65536, 0, 16])
+            ds.add_new(f"{colour}PaletteColorLookupTableData", "OW", table.tobytes())
+    for keyword, value in tags.items():
+        if value is None:
+            delattr(ds, keyword)
+        else:
+            setattr(ds, keyword, value)
+    ds.save_as(path)
+    return path
+
+
+def write_vendor_twin(folder, name):
+    """The generated twin of a real vendor file, by the name of the real one."""
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    rng = np.random.default_rng(0)
+    if name == "US1_UNCR.dcm":  # GE: one RGB frame 480x640, no regions
+        frames = rng.integers(0, 256, (1, 480, 640, 3), dtype=np.uint8)
+        path = write_dicom(folder / name, frames, "RGB", ImageType=["ORIGINAL", "PRIMARY", "SMALL PARTS"])
+        return with_palette(path, 0, NumberOfFrames=None)
+    if name == "gdcm-US-ALOKA-16.dcm":  # Aloka: one 16-bit palette frame 480x640, two 2D tissue regions + one more
+        frames = rng.integers(0, 65536, (1, 480, 640), dtype=np.uint16)
+        path = write_dicom(folder / name, frames, "PALETTE COLOR", bits=16, transfer_syntax=ImplicitVRLittleEndian,
+                           ImageType=["ORIGINAL", "PRIMARY", "ABDOM/RAD", "0001"],
+                           SequenceOfUltrasoundRegions=[region(1, 1, 32, 24, 335, 415), region(1, 1, 336, 24, 639, 415),
+                                                        region(0, 13, 32, 40, 63, 103)])
+        return with_palette(path, 65536, NumberOfFrames=None)
+    if name == "OBXXXX1A_2frame.dcm":  # Philips: 2 palette frames 600x800, a 2D region one past the frame, a waveform
+        frames = rng.integers(0, 256, (2, 600, 800), dtype=np.uint8)
+        path = write_dicom(folder / name, frames, "PALETTE COLOR", ImageType=["ORIGINAL", "PRIMARY", "OBSTETRICAL"],
+                           SequenceOfUltrasoundRegions=[region(1, 1, 120, 60, 800, 518),
+                                                        region(4, 10, 176, 522, 743, 576)])
+        return with_palette(path, 256)
+    raise KeyError(name)
+
+
+def write_echo_gif(path):
+    """The generated twin of ES0001_CH2_1.gif: a 636x422 GIF of 42 frames, 30 ms each, Floyd-Steinberg dithered to a
+    256-colour palette: a beating grey sector, a growing 1-px teal ECG trace overlapping the sector's box, yellow
+    depth marks and label, a grey bar."""
+    import cv2
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    frames = np.zeros((42, 422, 636, 3), np.uint8)
+    frames[:, 20:320, 118:518] = loops.grey_loop(rng, 42)  # the sector: x 152..485, y 40..300
+    xs = np.arange(30, 260)
+    ys = (285 - 18 * np.exp(-((xs % 110) - 55) ** 2 / 6.0)).astype(np.int32)
+    for t, frame in enumerate(frames):
+        cv2.polylines(frame, [np.stack([xs, ys], 1)[:40 + 5 * t]], False, (0, 176, 160), 1)
+        for y in range(60, 300, 40):
+            cv2.line(frame, (130, y), (136, y), (230, 220, 40), 1)
+        cv2.putText(frame, "V", (330, 18), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (230, 220, 40), 1)
+        frame[30:110, 610:625] = np.linspace(255, 0, 80).astype(np.uint8)[:, None, None]
+    images = [Image.fromarray(frame).quantize(256, dither=Image.Dither.FLOYDSTEINBERG) for frame in frames]
+    images[0].save(path, save_all=True, append_images=images[1:], duration=30, loop=0)
+    return path
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("real_ultrasound_twins")
+    for name in ("US1_UNCR.dcm", "gdcm-US-ALOKA-16.dcm", "OBXXXX1A_2frame.dcm"):
+        write_vendor_twin(folder, name)
+    write_echo_gif(folder / "ES0001_CH2_1.gif")
+    return folder
+
+
+def source_file(source, name, request):
+    return REAL / name if source == "real" else request.getfixturevalue("twins") / name
+
+
+@pytest.mark.parametrize("source", SOURCES)
 @pytest.mark.parametrize("name, reason", [
     ("US1_UNCR.dcm", "ImageType anatomy SMALL PARTS: not the heart"),
     ("gdcm-US-ALOKA-16.dcm", "ImageType anatomy ABDOM/RAD: not the heart"),
     ("OBXXXX1A_2frame.dcm", "ImageType anatomy OBSTETRICAL: not the heart"),
 ])
-def test_real_vendor_files_are_skipped_for_their_anatomy(name, reason):
-    item = ArchiveClips([REAL / name], 4, 1, rules=RULES)[0]
+def test_real_vendor_files_are_skipped_for_their_anatomy(name, reason, source, request):
+    item = ArchiveClips([source_file(source, name, request)], 4, 1, rules=RULES)[0]
     assert (item["status"], item["error"]) == (SKIPPED, reason)
 
 
-@needs_real
-def test_real_philips_loop_crop_is_its_2d_region_clipped_to_the_frame():
+@pytest.mark.parametrize("source", SOURCES)
+def test_real_philips_loop_crop_is_its_2d_region_clipped_to_the_frame(source, request):
     """OBXXXX1A: 2D region x 120..800 (one past the 800-column frame), y 60..518; ECG region below it (y 522+):
     the crop is x 120..799, y 60..518."""
     import pydicom
     from datasets.sources.ultrasound_regions import read_regions, tissue_crop
 
-    header = pydicom.dcmread(REAL / "OBXXXX1A_2frame.dcm", stop_before_pixels=True)
+    header = pydicom.dcmread(source_file(source, "OBXXXX1A_2frame.dcm", request), stop_before_pixels=True)
+    assert (header.Columns, header.Rows, header.PhotometricInterpretation) == (800, 600, "PALETTE COLOR")
     assert tissue_crop(read_regions(header), 800, 600)[0] == (120, 60, 680, 459)
 
 
-@needs_real
-def test_real_greyscale_gif_with_an_ecg_is_scored():
-    item = ArchiveClips([REAL / "ES0001_CH2_1.gif"], 4, 1, rules=RULES)[0]
+@pytest.mark.parametrize("source", SOURCES)
+def test_real_greyscale_gif_with_an_ecg_is_scored(source, request):
+    path = source_file(source, "ES0001_CH2_1.gif", request)
+    item = ArchiveClips([path], 4, 1, rules=RULES)[0]
     assert item["status"] == SCORED and item["crop_source"] == "auto" and item["n_frames"] > 42
-    _, info = load_echo_video(Path(REAL / "ES0001_CH2_1.gif"))
+    _, info = load_echo_video(Path(path))
+    assert (info.frame_size, info.n_frames_original, info.source_fps) == ((636, 422), 42, pytest.approx(100 / 3))
     assert info.colour_fraction < 0.001

@@ -2,7 +2,8 @@
 
 One server for the module (a tiny seeded UniFormer on 8-frame clips, a temporary folder of its own as TMPDIR)
 and one browser. Uploads: a 640x480 MP4 screen recording with text and a border, a DICOM that carries a patient
-name, and a real EchoNet video when ../shared holds the samples; the page's EF, the CSV it offers and the crop
+name, a generated 112x112 EchoNet-format AVI (a test-split video of the synthetic folder) and a real EchoNet video
+when ../shared holds the samples; the page's EF, the CSV it offers and the crop
 must be predict.py's for the same files and options, the familiarity columns too (a reference made here beside
 the checkpoint: its ef_knn and flag shown beside the EF). Then bad files (corrupt, a still image DICOM, a text
 file), each its one line on the page, and the example button right after; the server stops on SIGTERM with no
@@ -28,7 +29,7 @@ import torch
 
 import app
 import predict
-from conftest import REPO_ROOT, SAMPLES, free_port, write_dicom, write_screen_recording
+from conftest import REPO_ROOT, SAMPLE_VIDEOS, free_port, write_dicom, write_screen_recording
 from models import get_feature_extractor, get_shallow_mlp_head
 from page.display import NO_REFERENCE, UNFAMILIAR
 from page.jobs import SessionJobs
@@ -72,7 +73,6 @@ sys.argv.pop(0)
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
 WAIT = 120  # seconds: the shared 2-core machine can be slow
-SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
 
 
 @pytest.fixture(scope="module")
@@ -149,12 +149,16 @@ def browser(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def videos(tmp_path_factory):
+def videos(echonet, tmp_path_factory):
     folder = tmp_path_factory.mktemp("uploads")
     screen, _ = write_screen_recording(folder)
     grey = np.random.default_rng(2).integers(0, 256, (40, 112, 112), dtype=np.uint8)  # 0.8 s at 50 fps
     patient = write_dicom(folder / "patient.dcm", grey, FrameTime=20, PatientName=PATIENT, PatientID="12345")
-    good = [screen, patient] + ([shutil.copy(SAMPLE_VIDEOS[0], folder)] if SAMPLE_VIDEOS else [])
+    # 112x112 EchoNet AVIs: a generated one always (the twin of the real sample, which joins where ../shared has it)
+    listed = pd.read_csv(echonet / "FileList.csv")
+    generated = echonet / "Videos" / f"{listed.loc[listed['Split'] == 'TEST', 'FileName'].iloc[0]}.avi"
+    good = [screen, patient, shutil.copy(generated, folder)] + \
+        ([shutil.copy(SAMPLE_VIDEOS[0], folder)] if SAMPLE_VIDEOS else [])
     (folder / "corrupt.avi").write_bytes(np.random.default_rng(0).bytes(4000))
     write_dicom(folder / "still.dcm", grey[:1], PatientName=PATIENT)
     (folder / "notes.txt").write_text("not a video\n")

@@ -2,8 +2,9 @@
 
 One tiny UniFormer checkpoint (random weights, the regressor's output layer scaled up so that clips of
 different content get EFs several points apart: a match to 1e-4 then means the same input tensors) is
-scored on: the nine real EchoNet sample videos (skipped without them) against the test pipeline; DICOMs
-written with pydicom (MONOCHROME2 from a sample, RGB, YBR_FULL_422); a 640x480 30 fps MP4 screen
+scored on: EchoNet sample videos against the test pipeline, the nine real ones (skipped without ../shared) and
+generated ones in their layout (conftest's generated_samples, run everywhere); DICOMs written with pydicom
+(MONOCHROME2 and RGB from a real and from a generated sample, YBR_FULL_422); a 640x480 30 fps MP4 screen
 recording with text and a black border; a folder with broken files, run once as a subprocess with
 hf:// weights from a pre-filled hub cache and HF_HUB_OFFLINE=1.
 """
@@ -21,16 +22,14 @@ import torch
 
 import predict
 import test_with_three_clips
-from conftest import (REPO_ROOT, SAMPLES, fill_hub_cache, intersection, write_dicom, write_screen_recording,
-                      write_tiny_checkpoint)
+from conftest import (REPO_ROOT, SAMPLE_SOURCES, SAMPLE_VIDEOS, fill_hub_cache, intersection, write_dicom,
+                      write_screen_recording, write_tiny_checkpoint)
 from datasets.clips import NORMALISED, clip_grid, cut_clips, default_clip_stride, normalise
 from datasets.echonet import EchoNetAllClips
 from datasets.video import decode_video, frame_count
 from utils.script.errors import BadInputError, MissingInputError
 
-SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
-needs_samples = pytest.mark.skipif(not SAMPLE_VIDEOS, reason=f"EchoNet sample videos not found in {SAMPLES}")
-FRAMES, FREQUENCY, STRIDE = 8, 8, 100  # span 57 frames: the samples (129-223 frames) get 2-3 grid clips
+FRAMES, FREQUENCY, STRIDE = 8, 8, 100  # span 57 frames: the samples (91-223 frames) get 2-3 grid clips
 TINY = ["--model", "uniformer_tiny", "--frames", str(FRAMES), "--frequency", str(FREQUENCY), "--device", "cpu"]
 HF_SPEC = "hf://someone/coreecho-tiny/runs/best.pth"
 # the released zero-padding and no length floor: the files below test the readers on loops of a few frames
@@ -89,26 +88,26 @@ def test_cut_clips_pads_with_black_and_normalises_like_the_datasets():
 # ---------------------------------------------------------------- EchoNet samples: predict.py == test pipeline
 
 @pytest.fixture(scope="module")
-def sample_runs(checkpoint, tmp_path_factory):
-    """predict.py on the sample videos (--target_fps 0, 2 workers) and the test script with
-    --clips all, its fixed-clip pass reading the last grid start of every video."""
-    if not SAMPLE_VIDEOS:
-        pytest.skip(f"EchoNet sample videos not found in {SAMPLES}")
+def sample_runs(checkpoint, samples, tmp_path_factory):
+    """predict.py on the sample videos (real or generated: conftest's `samples`; --target_fps 0, 2 workers) and the
+    test script with --clips all, its fixed-clip pass reading the last grid start of every video."""
     root = tmp_path_factory.mktemp("samples")
-    grids = {video.name: clip_grid(frame_count(video), FRAMES, FREQUENCY, STRIDE) for video in SAMPLE_VIDEOS}
+    videos = sorted((samples / "Videos").glob("*.avi"))
+    grids = {video.name: clip_grid(frame_count(video), FRAMES, FREQUENCY, STRIDE) for video in videos}
     (root / "starts.json").write_text(json.dumps({name: [int(grid[-1])] for name, grid in grids.items()}))
-    test_with_three_clips.main(["--data_folder", str(SAMPLES), "--pretrained_weights", str(checkpoint), *TINY,
+    test_with_three_clips.main(["--data_folder", str(samples), "--pretrained_weights", str(checkpoint), *TINY,
                                 "--num_workers", "0", "--path_test_start_indexes", str(root / "starts.json"),
                                 "--path_save_test_files", str(root / "test" / "test.pkl"), "--clips", "all",
                                 "--clip_stride", str(STRIDE)])
     status = predict.main(["--pretrained_weights", str(checkpoint), *TINY, "--target_fps", "0", "--clip_stride",
                            str(STRIDE), "--num_workers", "2", "--output", str(root / "ef.csv"),
-                           str(SAMPLES / "Videos")])
-    return {"root": root, "status": status, "grids": grids}
+                           str(samples / "Videos")])
+    return {"root": root, "status": status, "grids": grids, "samples": samples}
 
 
 def test_predict_gives_the_test_pipelines_clip_ef_on_echonet_samples(sample_runs):
-    root, grids = sample_runs["root"], sample_runs["grids"]
+    root, grids, samples = sample_runs["root"], sample_runs["grids"], sample_runs["samples"]
+    assert len(grids) >= 6
     assert sample_runs["status"] == 0
     table, clips = read_outputs(root / "ef.csv")
     assert list(table.columns) == predict.CSV_COLUMNS and list(clips.columns) == ["file", "clip_start", "ef"]
@@ -121,13 +120,13 @@ def test_predict_gives_the_test_pipelines_clip_ef_on_echonet_samples(sample_runs
     assert merged["ef"].max() - merged["ef"].min() > 5  # so the 1e-4 match is not a constant model's
     for name, grid in grids.items():
         assert clips.loc[clips["video"] == name, "clip_start"].tolist() == grid.tolist()
-        assert grid[-1] == frame_count(SAMPLES / "Videos" / name) - (FRAMES - 1) * FREQUENCY - 1
+        assert grid[-1] == frame_count(samples / "Videos" / name) - (FRAMES - 1) * FREQUENCY - 1
         row = row_of(table, name)
         ef = clips.loc[clips["video"] == name, "ef"].to_numpy()
         assert row["ef"] == pytest.approx(ef.mean(), abs=1e-4) and row["ef_std"] == pytest.approx(ef.std(), abs=1e-4)
         assert (row["n_clips"], row["fps"], row["fps_used"]) == (len(grid), 50, 50)
         assert pd.isna(row["crop"]) and pd.isna(row["error"]) and "temporal resampling disabled" in row["notes"]
-    assert EchoNetAllClips(SAMPLES, "test", FRAMES, FREQUENCY, STRIDE).clip_counts.tolist() == \
+    assert EchoNetAllClips(samples, "test", FRAMES, FREQUENCY, STRIDE).clip_counts.tolist() == \
         [len(grids[name]) for name in sorted(grids)]
 
     # the fixed-clip pass (utils.evaluation.inference.predict on EchoNetTest, unchanged) at the last start
@@ -166,7 +165,7 @@ def test_gpu_batches_give_the_cpu_clip_ef(sample_runs, checkpoint):
         out = sample_runs["root"] / f"gpu_{amp}" / "ef.csv"
         assert predict.main(["--pretrained_weights", str(checkpoint), *TINY[:-2], "--device", "cuda", "--amp", amp,
                              "--target_fps", "0", "--clip_stride", str(STRIDE), "--batch_size", "3",
-                             "--num_workers", "2", "--output", str(out), str(SAMPLES / "Videos")]) == 0
+                             "--num_workers", "2", "--output", str(out), str(sample_runs["samples"] / "Videos")]) == 0
         _, on_gpu = read_outputs(out)
         assert on_gpu[["file", "clip_start"]].equals(on_cpu[["file", "clip_start"]])
         assert np.isfinite(on_gpu["ef"]).all()
@@ -182,20 +181,29 @@ def ybr_full_422(frames):
     return np.stack([frames[..., 0::2], frames[..., 1::2], chroma, chroma], axis=-1).tobytes()
 
 
+# per source of EchoNet samples: the AVI, its grey DICOM and an RGB DICOM made from it, in mixed_run's folder
+SAMPLE_FILES = {"real": ("sample.avi", "sample.dcm", "rgb.dcm"),
+                "generated": ("generated.avi", "generated.dcm", "generated_rgb.dcm")}
+
+
 @pytest.fixture(scope="module")
-def mixed_run(checkpoint, tmp_path_factory):
-    """One predict.py run over a folder of an EchoNet AVI, its DICOM, an RGB DICOM, a YBR_FULL_422 DICOM
-    and a 640x480 MP4 screen recording (the first three only with the samples)."""
+def mixed_run(checkpoint, generated_samples, tmp_path_factory):
+    """One predict.py run over a folder of EchoNet AVIs (a real sample where ../shared has them, a generated one
+    always), each with its DICOM and an RGB DICOM, a YBR_FULL_422 DICOM and a 640x480 MP4 screen recording."""
     folder = tmp_path_factory.mktemp("mixed")
     videos = folder / "videos"
     videos.mkdir()
+    sources = {"generated": sorted((generated_samples / "Videos").glob("*.avi"))[0]}
     if SAMPLE_VIDEOS:
-        avi = shutil.copy(SAMPLE_VIDEOS[0], videos / "sample.avi")
+        sources["real"] = SAMPLE_VIDEOS[0]
+    for source, original in sources.items():
+        avi_name, dicom_name, rgb_name = SAMPLE_FILES[source]
+        avi = shutil.copy(original, videos / avi_name)
         frames = decode_video(avi)
-        write_dicom(videos / "sample.dcm", frames[..., 1], FrameTime=20)  # grey, MONOCHROME2, 50 fps
+        write_dicom(videos / dicom_name, frames[..., 1], FrameTime=20)  # grey, MONOCHROME2, 50 fps
         crop = frames[:10, 16:96, :, 1]  # 10 frames of 80x112 -> 2x: 160x224 RGB at 25 fps
         big = np.repeat(np.repeat(crop, 2, axis=1), 2, axis=2)
-        write_dicom(videos / "rgb.dcm", np.repeat(big[..., None], 3, axis=-1), "RGB", CineRate=25)
+        write_dicom(videos / rgb_name, np.repeat(big[..., None], 3, axis=-1), "RGB", CineRate=25)
     grey = np.random.default_rng(1).integers(0, 256, (4, 112, 112), dtype=np.uint8)
     write_dicom(videos / "ybr.dcm", np.zeros((4, 112, 112, 3), np.uint8), "YBR_FULL_422",
                 pixel_bytes=ybr_full_422(grey), RecommendedDisplayFrameRate=50)
@@ -204,23 +212,24 @@ def mixed_run(checkpoint, tmp_path_factory):
                            "--clip_stride", str(STRIDE), "--output", str(folder / "out" / "ef.csv"), str(videos)])
     table, clips = read_outputs(folder / "out" / "ef.csv")
     return {"status": status, "table": table, "clips": clips, "boxes": boxes, "screen": screen.name,
-            "log": (folder / "out" / "ef.log").read_text()}
+            "log": (folder / "out" / "ef.log").read_text(), "sources": sources}
 
 
-@needs_samples
-def test_dicom_of_a_sample_scores_like_its_avi(mixed_run):
-    avi, dicom = row_of(mixed_run["table"], "sample.avi"), row_of(mixed_run["table"], "sample.dcm")
+@pytest.mark.parametrize("source", SAMPLE_SOURCES)
+def test_dicom_of_a_sample_scores_like_its_avi(mixed_run, source):
+    avi_name, dicom_name, _ = SAMPLE_FILES[source]
+    avi, dicom = row_of(mixed_run["table"], avi_name), row_of(mixed_run["table"], dicom_name)
     assert abs(dicom["ef"] - avi["ef"]) <= 0.5  # grey channel vs. the AVI's RGB: within 2 grey levels
     for key in ("n_clips", "n_frames", "fps", "fps_used"):
         assert dicom[key] == avi[key], key
-    assert avi["n_frames"] == len(decode_video(SAMPLE_VIDEOS[0])) and avi["fps"] == 50
+    assert avi["n_frames"] == len(decode_video(mixed_run["sources"][source])) and avi["fps"] == 50
     assert pd.isna(dicom["crop"]) and "frame rate from DICOM FrameTime" in dicom["notes"]
     assert dicom["crop_source"] == avi["crop_source"] == "none"  # 112x112: used as it is
 
 
-@needs_samples
-def test_rgb_dicom_is_read_and_resampled(mixed_run):
-    row = row_of(mixed_run["table"], "rgb.dcm")
+@pytest.mark.parametrize("source", SAMPLE_SOURCES)
+def test_rgb_dicom_is_read_and_resampled(mixed_run, source):
+    row = row_of(mixed_run["table"], SAMPLE_FILES[source][2])
     assert pd.isna(row["error"]) and np.isfinite(row["ef"])
     assert (row["fps"], row["fps_used"], row["n_frames"], row["n_clips"]) == (25, 50, 20, 2)
     assert "resampled 25 -> 50 fps" in row["notes"] and "shorter than one clip" in row["notes"]

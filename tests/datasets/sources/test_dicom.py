@@ -1,7 +1,8 @@
 """datasets/sources/dicom.py: DICOM echo videos through load_echo_video: grey (MONOCHROME1/2), RGB, YBR_FULL_422
 and JPEG Baseline pixel data, the frame rate from the acquisition timing tags, and the package to install when a
 compressed syntax has no decoder. The DICOMs are written with pydicom (conftest.write_dicom, uncompressed unless
-the test encapsulates frames)."""
+the test encapsulates frames); two take their frames from an EchoNet sample AVI, a real one (../shared; skipped
+without it) and a generated one in its layout (conftest's `samples`)."""
 import cv2
 import numpy as np
 import pydicom
@@ -9,24 +10,24 @@ import pytest
 from pydicom.encaps import encapsulate
 from pydicom.uid import JPEGBaseline8Bit, JPEGLSLossless
 
-from conftest import SAMPLES, assert_one_line_naming, write_dicom
+from conftest import assert_one_line_naming, write_dicom
 from datasets.sources.any_video import load_echo_video
 from datasets.sources.dicom import dicom_frame_rate
 from datasets.video import decode_video
 from utils.script.errors import BadInputError
 
-SAMPLE_VIDEOS = sorted((SAMPLES / "Videos").glob("*.avi"))
-needs_samples = pytest.mark.skipif(not SAMPLE_VIDEOS, reason=f"EchoNet sample videos not found in {SAMPLES}")
+def first_video(samples):
+    """The first AVI of an EchoNet sample folder (conftest's `samples`: the real ones, or their generated twin)."""
+    return sorted((samples / "Videos").glob("*.avi"))[0]
 
 
-@needs_samples
 @pytest.mark.parametrize("name, rate_tag", [("clip.dcm", {"FrameTime": 20}),
                                             ("IM000001", {"RecommendedDisplayFrameRate": 50})])
-def test_dicom_of_an_echonet_video_gives_its_grey_frames(tmp_path, name, rate_tag):
+def test_dicom_of_an_echonet_video_gives_its_grey_frames(tmp_path, samples, name, rate_tag):
     """The DICOM stores the AVI's decoded green channel (grey, MONOCHROME2, multi-frame). Result:
     exactly that channel in all three channels; so it differs from the AVI's RGB frames by at most
     the AVI's own channel spread (MJPG decoding makes R and B differ from G by up to 2 levels)."""
-    avi = decode_video(SAMPLE_VIDEOS[0])
+    avi = decode_video(first_video(samples))
     path = write_dicom(tmp_path / name, avi[..., 1], **rate_tag)
     frames, info = load_echo_video(path)
     assert np.array_equal(frames, np.repeat(avi[..., 1:2], 3, axis=-1))
@@ -40,12 +41,11 @@ def test_dicom_of_an_echonet_video_gives_its_grey_frames(tmp_path, name, rate_ta
 # ---------------------------------------------------------------- colour DICOMs
 
 
-@needs_samples
-def test_rgb_dicom_is_made_grey_square_and_112(tmp_path):
+def test_rgb_dicom_is_made_grey_square_and_112(tmp_path, samples):
     """224x160 RGB frames, each pixel of an EchoNet grey crop repeated 2x2: padding to 224x224
     (32 black rows on each side, centred) and INTER_AREA halving must give back the crop exactly
     between 16 black rows at the top and at the bottom. CineRate 25 -> 50 fps doubles each frame."""
-    grey = decode_video(SAMPLE_VIDEOS[0])[:10, 16:96, :, 1]  # [10, 80, 112]
+    grey = decode_video(first_video(samples))[:10, 16:96, :, 1]  # [10, 80, 112]
     big = np.repeat(np.repeat(grey, 2, axis=1), 2, axis=2)  # [10, 160, 224]
     path = write_dicom(tmp_path / "rgb.dcm", np.repeat(big[..., None], 3, axis=-1), "RGB", CineRate=25)
     frames, info = load_echo_video(path, crop="none")
