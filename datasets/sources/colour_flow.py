@@ -21,11 +21,15 @@ STEP = 4  # 4x4 blocks: undoes dithering, keeps 1,000s of blocks in a crop
 def coloured_pixels(frame: np.ndarray, chroma_min: int = CHROMA_MIN) -> np.ndarray:
     """bool [H/STEP, W/STEP]: which STEP x STEP blocks of an RGB (or BGR) uint8 frame are coloured."""
     height, width = frame.shape[:2]
+    if height >= STEP and width >= STEP:  # whole blocks only, so block k covers pixels STEP*k .. STEP*k + STEP - 1
+        frame = frame[:height - height % STEP, :width - width % STEP]
     blocks = cv2.resize(frame, (max(1, width // STEP), max(1, height // STEP)), interpolation=cv2.INTER_AREA)
     red, green, blue = cv2.split(blocks)
     chroma = cv2.subtract(cv2.max(cv2.max(red, green), blue), cv2.min(cv2.min(red, green), blue))
     coloured = (chroma >= chroma_min).astype(np.uint8)
-    return cv2.morphologyEx(coloured, cv2.MORPH_OPEN, np.ones((2, 2), np.uint8)).astype(bool)
+    # an opening by 2x2 blocks; an even kernel needs mirrored anchors, else the mask moves one block down-right
+    kernel = np.ones((2, 2), np.uint8)
+    return cv2.dilate(cv2.erode(coloured, kernel, anchor=(0, 0)), kernel, anchor=(1, 1)).astype(bool)
 
 
 class ColourMeter:

@@ -242,3 +242,15 @@ def test_real_greyscale_gif_with_an_ecg_is_scored(source, request):
     _, info = load_echo_video(Path(path))
     assert (info.frame_size, info.n_frames_original, info.source_fps) == ((636, 422), 42, pytest.approx(100 / 3))
     assert info.colour_fraction < 0.001
+
+
+@pytest.mark.parametrize("height, width", [(422, 636), (424, 636), (301, 403)])
+def test_colour_blocks_lie_on_the_pixel_grid_whatever_the_frame_size(height, width):
+    """Block k covers pixels 4k .. 4k + 3 for any frame size (422 rows: the real HMC-QU GIF's height), so a crop box
+    in pixels selects the blocks it holds: an 8x8 red square at pixel (96, 200) is blocks 24-25 x 50-51, no other."""
+    from datasets.sources.colour_flow import coloured_pixels
+    frame = np.zeros((height, width, 3), np.uint8)
+    frame[96:104, 200:208] = (200, 30, 30)
+    expected = np.zeros((height // 4, width // 4), bool)
+    expected[24:26, 50:52] = True
+    np.testing.assert_array_equal(coloured_pixels(frame), expected)
