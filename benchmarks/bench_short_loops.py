@@ -11,8 +11,7 @@ video)| (agreement with the whole video) and the mean signed error against the l
     python benchmarks/bench_short_loops.py --weights save/demo/stage2/best.pth --data_folder data/synthetic_echonet
         [--frames 36 --frequency 4] [--seconds 1.0 1.5 2.0] [--samples ../shared/data/echonet_samples]
 
---frequency/--frames default to the clip shape a last.pth records, else 36 x 4 (for a best.pth give the demo's
-16 x 4); --samples (real EchoNet videos) defaults to ../shared/data/echonet_samples when it exists.
+--model/--frames/--frequency default to what the checkpoint says (models.settings), else 36 x 4; --samples (real EchoNet videos) defaults to ../shared/data/echonet_samples when it exists.
 """
 import argparse
 import sys
@@ -26,7 +25,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from datasets.clips import clip_grid, cut_clips, default_clip_stride  # noqa: E402
 from datasets.video import decode_video  # noqa: E402
-from models import build_model  # noqa: E402
+from models import build_model, read_weights, require_kind  # noqa: E402
+from models.settings import fill_options  # noqa: E402
 from scoring.short_loops import POLICIES, short_loop_plan  # noqa: E402
 from utils.evaluation.inference import embed_clips  # noqa: E402
 
@@ -94,7 +94,7 @@ def report(title, results, whole_errors, opt):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="a CoReEcho checkpoint (the demo's stage2/best.pth)")
-    parser.add_argument("--model", default="uniformer_tiny")
+    parser.add_argument("--model", default=None)
     parser.add_argument("--data_folder", required=True, help="EchoNet-format folder (FileList.csv, Videos/)")
     parser.add_argument("--split", default="test")
     parser.add_argument("--frames", type=int, default=None)
@@ -107,13 +107,13 @@ def main():
     opt = parser.parse_args()
     if opt.threads:
         torch.set_num_threads(opt.threads)
-    model, regressor, weights = build_model(opt.model, opt.weights, kinds=("coreecho",))
+    weights = read_weights(opt.weights)
+    require_kind(weights, ("coreecho",))
+    sources = fill_options(opt, weights)  # model and clip shape from the checkpoint unless given
+    model, regressor, _ = build_model(opt.model, weights)
     model, regressor = model.eval(), regressor.eval()
-    trained = weights.content.get("opt")
-    opt.frames = opt.frames or getattr(trained, "frames", 36)
-    opt.frequency = opt.frequency or getattr(trained, "frequency", 4)
     span = opt.frames * opt.frequency
-    shape = f" (trained on {trained.frames}x{trained.frequency} clips)" if hasattr(trained, "frames") else ""
+    shape = f" (clip shape from the {sources['frames']})"
     print(f"CPU, torch {torch.__version__} ({torch.get_num_threads()} threads); {opt.model} from {opt.weights}{shape}; "
           f"scored with "
           f"{opt.frames}x{opt.frequency} clips ({span} frames = {span / FPS:.2f} s at {FPS} fps); windows at offsets "
