@@ -267,8 +267,9 @@ def test_clicking_the_curve_or_picking_a_video_shows_its_pictures(browser, score
     wait(browser, lambda: "clip at frame 0 " in cam_label(browser), "the Grad-CAM of clip 0")
     wait(browser, lambda: loaded(browser, "#cam-video video"), "the new Grad-CAM video")
     browser.find_element(By.CSS_SELECTOR, "#video-pick input").click()  # another video's pictures
-    option, = [o for o in wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "ul[role=listbox] li"),
-                               "the list of videos") if o.text == "patient.dcm"]
+    # the list may show its items before their names: wait for the one wanted
+    option = wait(browser, lambda: [o for o in browser.find_elements(By.CSS_SELECTOR, "ul[role=listbox] li")
+                                    if o.text == "patient.dcm"], "patient.dcm in the list of videos")[0]
     option.click()
     wait(browser, lambda: browser.find_element(By.CSS_SELECTOR, "#crop-image label").text ==
          "patient.dcm: first frame, 112x112: used as it is", "the DICOM's first frame")
