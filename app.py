@@ -274,6 +274,8 @@ class Page:
         curve, video["x_pixels"] = curve_picture(video, chosen)
         progress(0.5, desc="Grad-CAM")
         cam, cam_ef = cam_file(self.scorer, video, chosen, state["folder"])
+        if not self.jobs.written(state["session"], state["folder"]):  # the tab closed while Grad-CAM ran
+            return {}
         crop = crop_text(video["row"], state["crop"]) if video["crop"] else "112x112: used as it is"
         webm = cam.endswith(".webm")
         clips = [(f"frame {start}: EF {e:.1f} %", i) for i, (start, e) in enumerate(zip(video["starts"], ef))]

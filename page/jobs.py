@@ -51,6 +51,15 @@ class SessionJobs:
                 self.last_used[session] = self.clock()
             return held
 
+    def written(self, session: str, folder) -> bool:
+        """Call after writing into `folder`: True while it is a live job of `session`; else the write made the
+        folder again after its session closed (atomic writes create their folder), and it is removed now."""
+        with self.lock:
+            held = Path(folder) in self.folders.get(session, [])
+        if not held:
+            shutil.rmtree(folder, ignore_errors=True)
+        return held
+
     def release(self, session: str) -> None:
         """Remove every folder of `session` (its tab closed, its state dropped)."""
         with self.lock:

@@ -1,5 +1,7 @@
 """page.jobs: a session's folders are its own: its own oldest goes at its bound, a full page refuses a new job
 instead of removing another session's, and a session's folders go when it closes or after its time to live."""
+from pathlib import Path
+
 import pytest
 
 from page.jobs import PageBusyError, SessionJobs
@@ -35,3 +37,16 @@ def test_a_session_unused_for_its_time_to_live_is_removed(tmp_path):
     clock.now = 100
     assert jobs.new("c") and not jobs.holds("b", b) and jobs.holds("a", a)  # b expired, so c fits
     assert sorted(jobs.folders) == ["a", "c"] and not (tmp_path / b.rsplit("/", 1)[1]).exists()
+
+
+def test_a_write_after_the_session_closed_leaves_no_folder(tmp_path):
+    """A Grad-CAM finished after its tab closed: the atomic write made the folder again; it goes at once."""
+    jobs = SessionJobs(tmp_path)
+    folder = Path(jobs.new("a"))
+    (folder / "cam_0.webm").write_bytes(b"x")
+    assert jobs.written("a", folder) and (folder / "cam_0.webm").is_file()  # a live job keeps its files
+    jobs.release("a")
+    assert not folder.exists()
+    folder.mkdir()
+    (folder / "cam_4.webm").write_bytes(b"late")  # what the late write did
+    assert not jobs.written("a", folder) and not folder.exists()

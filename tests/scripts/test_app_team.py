@@ -33,7 +33,7 @@ import app
 from conftest import REPO_ROOT, free_port, write_avi
 from page.auth import AUTH_ENV, hash_password
 from scoring.rows import CSV_COLUMNS
-from test_app import MODEL, WAIT, checkpoint, needs_browser, start_browser, wait  # noqa: F401 - a fixture
+from test_app import MODEL, WAIT, checkpoint, loaded, needs_browser, start_browser, wait  # noqa: F401 - a fixture
 from utils.script.errors import BadInputError
 
 try:
@@ -232,6 +232,7 @@ def test_in_chromium_the_login_then_the_ef_and_the_session_folders_go_with_the_t
         browser.find_element(By.ID, "score").click()
         row = wait(browser, lambda: browser.find_elements(By.CSS_SELECTOR, "#ef-rows .ef-row .ef-value"), "the EF")
         assert row[0].text.endswith(" %") and len(job_folders(server)) == 1
+        wait(browser, lambda: loaded(browser, "#cam-video video"), "the job's Grad-CAM")  # the job is complete
     finally:
         browser.quit()  # the browser closes the tab: its connection ends and Gradio's unload event removes the job
     wait_for(lambda: job_folders(server) == [], "the closed session's folder removed", timeout=60)
